@@ -1,0 +1,42 @@
+# scenerec: the two commands are `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck install bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+# torch first, pinned, so that nothing pulls a CUDA build; then the project with its dev extras (editable).
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/scenerec demo
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check scenerec loaders kg llm gnn transfer tests benchmarks
+	$(VENV)/bin/ruff format --check scenerec loaders kg llm gnn transfer tests benchmarks
+
+# mypy cannot follow setuptools' editable-install finder, so it checks a tree of symlinks laid out as installed.
+typecheck: $(STAMP)
+	rm -rf .typecheck && mkdir -p .typecheck/scenerec
+	for f in scenerec/*.py scenerec/py.typed; do ln -s ../../$$f .typecheck/scenerec/; done
+	for d in loaders kg llm gnn transfer; do ln -s ../../$$d .typecheck/scenerec/$$d; done
+	cd .typecheck && ../$(VENV)/bin/mypy -p scenerec
+
+test: lint typecheck
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) benchmarks/ingest.py
+
+clean:
+	rm -rf .typecheck .pytest_cache .mypy_cache build *.egg-info

@@ -1,0 +1,37 @@
+"""The scene knowledge graph: schema, graph-store backends (LadybugDB embedded, Neo4j), bulk ingestion,
+parameterised queries, scene subgraphs, networkx export, typed edge tables for the GNN, and atomic rebuilds."""
+
+from scenerec.kg.ladybug_store import LadybugStore
+from scenerec.kg.rebuild import (
+    RebuildReport,
+    current_generation,
+    load_idmap,
+    open_store,
+    read_manifest,
+    rebuild,
+)
+from scenerec.kg.schema import NODES, RELS, check_label, check_property, check_rel
+from scenerec.kg.store import EdgeIndex, GraphStore, LoadStats, Subgraph
+from scenerec.kg.tables import EdgeTable, GraphTables, build_tables
+
+__all__ = [
+    "NODES",
+    "RELS",
+    "EdgeIndex",
+    "EdgeTable",
+    "GraphStore",
+    "GraphTables",
+    "LadybugStore",
+    "LoadStats",
+    "RebuildReport",
+    "Subgraph",
+    "build_tables",
+    "check_label",
+    "check_property",
+    "check_rel",
+    "current_generation",
+    "load_idmap",
+    "open_store",
+    "read_manifest",
+    "rebuild",
+]

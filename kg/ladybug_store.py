@@ -1,0 +1,131 @@
+"""The embedded backend: LadybugDB (PyPI ``ladybug``), an in-process Cypher graph database; the default.
+
+Bulk loads go through ``COPY ... FROM`` an Arrow table (about a million rows per second), never row by row.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from scenerec.errors import BackendUnavailableError, StoreError
+from scenerec.kg.schema import NODES, RELS
+from scenerec.kg.store import GraphStore
+from scenerec.kg.tables import EdgeTable
+
+
+def _import_ladybug() -> Any:
+    try:
+        import ladybug
+    except ImportError as exc:  # pragma: no cover - ladybug is a hard dependency
+        raise BackendUnavailableError("the embedded backend needs the `ladybug` package: pip install ladybug") from exc
+    if not hasattr(ladybug, "Database"):
+        raise BackendUnavailableError(
+            "`import ladybug` found a different package (probably `ladybug-core`); install LadybugDB: pip install ladybug"
+        )
+    return ladybug
+
+
+def _arrow(df: pd.DataFrame) -> pa.Table:
+    # LadybugDB 0.22 scans only part of a column made of several Arrow chunks (rows silently go missing, seen
+    # with a pandas string column that had been assigned to), so every column is made one chunk.
+    return pa.Table.from_pandas(df, preserve_index=False).combine_chunks()
+
+
+class LadybugStore(GraphStore):
+    """A LadybugDB database file. ``read_only=True`` lets several processes query while one writes elsewhere."""
+
+    backend = "ladybug"
+
+    def __init__(self, path: str | Path, *, read_only: bool = False, threads: int = 0) -> None:
+        lb = _import_ladybug()
+        self.path = Path(path)
+        if read_only and not self.path.exists():
+            raise StoreError(f"{self.path}: no LadybugDB database here")
+        try:
+            self._db = lb.Database(str(self.path), read_only=read_only, max_num_threads=threads)
+            self._conn = lb.Connection(self._db)
+        except RuntimeError as exc:
+            raise StoreError(f"{self.path}: cannot open LadybugDB database: {exc}") from exc
+        self.read_only = read_only
+
+    def close(self) -> None:
+        conn, db = getattr(self, "_conn", None), getattr(self, "_db", None)
+        if conn is not None:
+            conn.close()
+            self._conn = None
+        if db is not None:
+            db.close()
+            self._db = None
+
+    def _execute(self, cypher: str, params: dict[str, Any] | None = None) -> Any:
+        if self._conn is None:
+            raise StoreError("the store is closed")
+        try:
+            return self._conn.execute(cypher, params or {})
+        except RuntimeError as exc:
+            raise StoreError(f"LadybugDB: {exc}") from exc
+
+    def _query(self, cypher: str, params: dict[str, Any]) -> pd.DataFrame:
+        result = self._execute(cypher, params)
+        results = result if isinstance(result, list) else [result]
+        df: pd.DataFrame = results[-1].get_as_df()
+        return df
+
+    def _label_expr(self, var: str) -> str:
+        return f"label({var})"
+
+    def _create_schema(self) -> None:
+        existing = set(self._query("CALL show_tables() RETURN name", {})["name"])
+        for nt in NODES.values():
+            if nt.label in existing:
+                continue
+            cols = ", ".join(f"{name} {typ}" for name, typ in nt.properties)
+            self._execute(f"CREATE NODE TABLE {nt.label}({cols}, PRIMARY KEY(id))")
+        for rt in RELS.values():
+            if rt.type in existing:
+                continue
+            pairs = ", ".join(f"FROM {a} TO {b}" for a, b in rt.pairs)
+            props = "".join(f", {name} {typ}" for name, typ in rt.properties)
+            self._execute(f"CREATE REL TABLE {rt.type}({pairs}{props})")
+
+    def _copy(self, statement: str, scan_rows: pa.Table) -> None:
+        # COPY ... FROM scan_rows reads the Arrow table from this frame's local variable of that name.
+        if self._conn is None:
+            raise StoreError("the store is closed")
+        try:
+            self._conn.execute(statement)
+        except RuntimeError as exc:
+            raise StoreError(f"LadybugDB: {exc}") from exc
+
+    def _load_nodes(self, label: str, rows: pd.DataFrame) -> int:
+        # COPY with a duplicate primary key crashes LadybugDB 0.22, so ids already present are refused first.
+        if self._count(f"MATCH (n:{label}) RETURN count(n) AS n"):
+            clash = self._query(
+                f"MATCH (n:{label}) WHERE n.id IN $ids RETURN n.id AS id LIMIT 1",
+                {"ids": rows["id"].astype(str).tolist()},
+            )
+            if len(clash):
+                raise StoreError(f":{label} id {clash['id'].iloc[0]!r} already exists in the store")
+        before = self._count(f"MATCH (n:{label}) RETURN count(n) AS n")
+        self._copy(f"COPY {label} FROM scan_rows", _arrow(rows))
+        self._check_copied(f":{label}", before, self._count(f"MATCH (n:{label}) RETURN count(n) AS n"), len(rows))
+        return len(rows)
+
+    def _load_edges(self, table: EdgeTable) -> int:
+        count = f"MATCH (:{table.src})-[r:{table.rel}]->(:{table.dst}) RETURN count(r) AS n"
+        before = self._count(count)
+        self._copy(f"COPY {table.rel} FROM scan_rows (from='{table.src}', to='{table.dst}')", _arrow(table.rows))
+        self._check_copied(f"[:{table.rel}] {table.src}->{table.dst}", before, self._count(count), len(table.rows))
+        return len(table.rows)
+
+    def _count(self, cypher: str) -> int:
+        return int(self._query(cypher, {})["n"].iloc[0])
+
+    @staticmethod
+    def _check_copied(what: str, before: int, after: int, expected: int) -> None:
+        if after - before != expected:
+            raise StoreError(f"LadybugDB COPY of {what} stored {after - before:,} of {expected:,} rows")

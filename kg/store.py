@@ -1,0 +1,403 @@
+"""The :class:`GraphStore` interface: one API over the embedded (LadybugDB) and the Neo4j backends.
+
+Public methods validate their arguments and raise clear errors; backends implement the private ``_method``
+counterparts (template method). Queries that read the graph are written once here in the Cypher subset both
+backends speak; the few dialect differences are hooks (:meth:`GraphStore._label_expr`).
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, ClassVar
+
+import networkx as nx
+import numpy as np
+import pandas as pd
+
+from scenerec.errors import SchemaError, StoreError, UnknownIdError
+from scenerec.ids import IdMap
+from scenerec.kg.schema import LABEL_OF_KIND, NODES, RELS, check_label, check_rel
+from scenerec.kg.tables import EdgeTable, GraphTables
+
+Progress = Callable[[str, int], None]
+"""Callback ``progress(stage, rows_done)`` used by bulk loads to drive progress bars."""
+
+
+@dataclass
+class LoadStats:
+    """Rows and seconds per stage of a bulk load."""
+
+    rows: dict[str, int] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def total_rows(self) -> int:
+        return sum(self.rows.values())
+
+    @property
+    def total_seconds(self) -> float:
+        return sum(self.seconds.values())
+
+    def add(self, stage: str, rows: int, seconds: float) -> None:
+        self.rows[stage] = self.rows.get(stage, 0) + rows
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+
+
+@dataclass
+class Subgraph:
+    """Nodes (``label``, ``id``) and edges (``src_label``, ``src``, ``rel``, ``dst_label``, ``dst``, ``props``)."""
+
+    nodes: pd.DataFrame
+    edges: pd.DataFrame
+
+    def to_networkx(self) -> nx.MultiDiGraph:
+        """A MultiDiGraph whose node keys are ``(label, id)`` and whose edges carry ``rel`` and the properties."""
+        g = nx.MultiDiGraph()
+        for label, ident in zip(self.nodes["label"], self.nodes["id"], strict=True):
+            g.add_node((label, ident), label=label, id=ident)
+        for row in self.edges.itertuples(index=False):
+            props = dict(row.props) if isinstance(row.props, Mapping) else {}
+            g.add_edge((row.src_label, row.src), (row.dst_label, row.dst), rel=row.rel, **props)
+        return g
+
+
+@dataclass
+class EdgeIndex:
+    """Typed edge tables for the GNN: index arrays aligned with an :class:`IdMap`.
+
+    ``edges[(src_kind, rel, dst_kind)]`` is a DataFrame with int64 ``src``, ``dst`` and the relationship's
+    properties; kinds are id-map kinds (``user``, ``item``, ``entity``, ``scene``).
+    """
+
+    idmap: IdMap
+    edges: dict[tuple[str, str, str], pd.DataFrame]
+    item_scene: np.ndarray  # item index -> scene index (-1: none)
+
+
+def _is_scalar_param(v: Any) -> bool:
+    return v is None or isinstance(v, (str, int, float, bool))
+
+
+def _check_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Parameters must be plain values, lists or maps of them; NaN becomes null."""
+
+    def norm(v: Any) -> Any:
+        if v is pd.NA or v is pd.NaT or (isinstance(v, float) and math.isnan(v)):
+            return None
+        if isinstance(v, np.generic):
+            return v.item()
+        if _is_scalar_param(v):
+            return v
+        if isinstance(v, Mapping):
+            return {str(k): norm(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple, np.ndarray, pd.Series)):
+            return [norm(x) for x in list(v)]
+        raise TypeError(f"query parameter of type {type(v).__name__} is not supported")
+
+    return {k: norm(v) for k, v in params.items()}
+
+
+class GraphStore(abc.ABC):
+    """A Cypher graph database holding the scene knowledge graph of :mod:`scenerec.kg.schema`."""
+
+    backend: ClassVar[str]
+
+    # ---------------------------------------------------------------- lifecycle
+    def __enter__(self) -> GraphStore:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release connections and file handles."""
+
+    # ---------------------------------------------------------------- queries
+    def query(self, cypher: str, /, **params: Any) -> pd.DataFrame:
+        """Run parameterised Cypher and return the rows as a DataFrame (one column per returned expression).
+
+        Values always travel as parameters (``$name``); never format data into ``cypher``.
+        """
+        if not isinstance(cypher, str) or not cypher.strip():
+            raise StoreError("empty Cypher query")
+        return self._query(cypher, _check_params(params))
+
+    @abc.abstractmethod
+    def _query(self, cypher: str, params: dict[str, Any]) -> pd.DataFrame: ...
+
+    def _label_expr(self, var: str) -> str:
+        """Cypher expression for the (single) label of node variable ``var``."""
+        return f"labels({var})[0]"
+
+    # ---------------------------------------------------------------- writing
+    def create_schema(self) -> None:
+        """Create node tables / constraints for every label and relationship type (idempotent)."""
+        self._create_schema()
+
+    @abc.abstractmethod
+    def _create_schema(self) -> None: ...
+
+    def load_nodes(self, label: str, rows: pd.DataFrame) -> int:
+        """Bulk-insert nodes of ``label``; ``rows`` has the label's schema columns and unique new ids."""
+        nt = check_label(label)
+        missing = [c for c in nt.columns if c not in rows.columns]
+        if missing:
+            raise SchemaError(f"rows for :{label} lack columns {missing}")
+        if rows["id"].duplicated().any():
+            raise SchemaError(f":{label} id {rows.loc[rows['id'].duplicated(), 'id'].iloc[0]!r} occurs twice")
+        if rows.empty:
+            return 0
+        return self._load_nodes(label, rows[nt.columns].reset_index(drop=True))
+
+    @abc.abstractmethod
+    def _load_nodes(self, label: str, rows: pd.DataFrame) -> int: ...
+
+    def load_edges(self, table: EdgeTable) -> int:
+        """Bulk-insert relationships of one type between one label pair (endpoints must exist)."""
+        if table.rows.empty:
+            return 0
+        return self._load_edges(table)
+
+    @abc.abstractmethod
+    def _load_edges(self, table: EdgeTable) -> int: ...
+
+    def load_tables(self, tables: GraphTables, progress: Progress | None = None) -> LoadStats:
+        """Bulk-load all rows of ``tables`` into an empty store (nodes first, then relationships)."""
+        stats = LoadStats()
+        for label, rows in tables.nodes.items():
+            t0 = time.perf_counter()
+            n = self.load_nodes(label, rows)
+            stats.add(label, n, time.perf_counter() - t0)
+            if progress:
+                progress(label, n)
+        for table in tables.edges:
+            t0 = time.perf_counter()
+            n = self.load_edges(table)
+            stats.add(table.rel, n, time.perf_counter() - t0)
+            if progress:
+                progress(table.rel, n)
+        return stats
+
+    # ---------------------------------------------------------------- reading
+    def counts(self) -> dict[str, dict[str, int]]:
+        """``{"nodes": {label: n}, "edges": {type: n}}`` over the whole graph."""
+        nodes = {label: int(self.query(f"MATCH (n:{label}) RETURN count(n) AS n")["n"].iloc[0]) for label in NODES}
+        edges = {}
+        for rel in RELS:
+            edges[rel] = int(self.query(f"MATCH ()-[r:{rel}]->() RETURN count(r) AS n")["n"].iloc[0])
+        return {"nodes": nodes, "edges": edges}
+
+    def scene_counts(self) -> pd.DataFrame:
+        """One row per scene: items, users (with an interaction there), interactions, KG facts, own entities."""
+        scenes = self.query("MATCH (s:Scene) RETURN s.id AS scene, s.name AS name ORDER BY scene")
+        items = self.query("MATCH (i:Item) RETURN i.scene AS scene, count(i) AS items")
+        inter = self.query(
+            "MATCH (u:User)-[r:INTERACTED]->(i:Item) "
+            "RETURN i.scene AS scene, count(r) AS interactions, count(DISTINCT u.id) AS users"
+        )
+        kg = self.query("MATCH (i:Item)-[r:RELATED]-() RETURN i.scene AS scene, count(r) AS item_facts")
+        ents = self.query("MATCH (e:Entity) WHERE e.scene <> '' RETURN e.scene AS scene, count(e) AS own_entities")
+        out = scenes
+        for part in (items, inter, kg, ents):
+            out = out.merge(part, on="scene", how="left")
+        return out.fillna(0).astype({c: "int64" for c in out.columns if c not in ("scene", "name")})
+
+    def shared_entities(self, limit: int = 20) -> pd.DataFrame:
+        """Entities that items of two or more scenes point to, most-shared first."""
+        return self.query(
+            "MATCH (i:Item)-[:RELATED]->(e:Entity) "
+            "WITH e, count(DISTINCT i.scene) AS scenes, count(i) AS items WHERE scenes > 1 "
+            "RETURN e.id AS entity, e.type AS type, e.name AS name, scenes, items "
+            "ORDER BY items DESC, entity LIMIT $limit",
+            limit=int(limit),
+        )
+
+    def node(self, label: str, ident: str) -> dict[str, Any]:
+        """The properties of one node; :class:`UnknownIdError` if it does not exist."""
+        nt = check_label(label)
+        cols = ", ".join(f"n.{c} AS {c}" for c in nt.columns)
+        df = self.query(f"MATCH (n:{label}) WHERE n.id = $id RETURN {cols}", id=str(ident))
+        if df.empty:
+            raise UnknownIdError(nt.kind, str(ident))
+        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in df.iloc[0].items()}
+
+    def k_hop(
+        self,
+        ident: str,
+        k: int = 2,
+        label: str | None = None,
+        rels: Sequence[str] = ("INTERACTED", "RELATED", "SAME_AS"),
+        limit: int = 10_000,
+    ) -> pd.DataFrame:
+        """Nodes within ``k`` hops of node ``ident`` (any direction): columns ``label``, ``id``, ``hops``.
+
+        Breadth-first over the relationship types ``rels`` (``IN_SCENE`` is left out by default: the scene node
+        joins every item of a scene); one parameterised query per hop; stops after ``limit`` nodes.
+        """
+        if not isinstance(k, int) or k < 1 or k > 6:
+            raise ValueError("k must be an integer between 1 and 6")
+        if not rels:
+            raise ValueError("rels must name at least one relationship type")
+        rel_pattern = "|".join(check_rel(r).type for r in rels)
+        labels = (
+            [check_label(label).label]
+            if label
+            else [lb for lb in NODES if not self.query(f"MATCH (n:{lb}) WHERE n.id = $id RETURN n.id", id=ident).empty]
+        )
+        if not labels:
+            raise UnknownIdError("node", str(ident))
+        seen: dict[tuple[str, str], int] = {(lb, str(ident)): 0 for lb in labels}
+        frontier = {lb: [str(ident)] for lb in labels}
+        lab = self._label_expr("b")
+        for hop in range(1, k + 1):
+            nxt: dict[str, list[str]] = {}
+            for lb, ids in frontier.items():
+                if not ids:
+                    continue
+                df = self.query(
+                    f"MATCH (a:{lb})-[:{rel_pattern}]-(b) WHERE a.id IN $ids RETURN DISTINCT {lab} AS label, b.id AS id",
+                    ids=ids,
+                )
+                for blabel, bid in zip(df["label"], df["id"], strict=True):
+                    key = (str(blabel), str(bid))
+                    if key not in seen and len(seen) < limit + 1:
+                        seen[key] = hop
+                        nxt.setdefault(key[0], []).append(key[1])
+            frontier = nxt
+            if not frontier:
+                break
+        rows = [(lb, i, h) for (lb, i), h in seen.items() if h > 0]
+        return pd.DataFrame(rows, columns=["label", "id", "hops"]).sort_values(
+            ["hops", "label", "id"], ignore_index=True
+        )
+
+    def _edges_between(self, rel: str, src: str, dst: str, where: str = "", **params: Any) -> pd.DataFrame:
+        rt = check_rel(rel, src, dst)
+        props = "".join(f", r.{c} AS {c}" for c in rt.columns)
+        return self.query(
+            f"MATCH (a:{src})-[r:{rel}]->(b:{dst}) {where} RETURN a.id AS src, b.id AS dst{props}", **params
+        )
+
+    def scene_subgraph(self, scene: str, include_users: bool = True) -> Subgraph:
+        """The subgraph of one scene: its items, the users who interacted with them, the KG facts of those
+        items and of the scene's own entities (one hop), and the SAME_AS links that touch them."""
+        if self.query("MATCH (s:Scene) WHERE s.id = $s RETURN s.id", s=scene).empty:
+            raise UnknownIdError("scene", scene, hint=f"known scenes: {', '.join(self.scene_ids())}")
+        parts: list[pd.DataFrame] = []
+
+        def add(rel: str, src: str, dst: str, where: str, **params: Any) -> None:
+            df = self._edges_between(rel, src, dst, where, **params)
+            props = [c for c in df.columns if c not in ("src", "dst")]
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "src_label": src,
+                        "src": df["src"],
+                        "rel": rel,
+                        "dst_label": dst,
+                        "dst": df["dst"],
+                        "props": df[props].to_dict("records") if props else [{}] * len(df),
+                    }
+                )
+            )
+
+        add("IN_SCENE", "Item", "Scene", "WHERE b.id = $s", s=scene)
+        if include_users:
+            add("INTERACTED", "User", "Item", "WHERE b.scene = $s", s=scene)
+        for a, b in RELS["RELATED"].pairs:
+            cond = []
+            if a == "Item":
+                cond.append("a.scene = $s")
+            if b == "Item":
+                cond.append("b.scene = $s")
+            if a == "Entity" and b == "Entity":
+                cond = ["a.scene = $s", "b.scene = $s"]
+            add("RELATED", a, b, "WHERE " + " OR ".join(cond), s=scene)
+        for a, b in RELS["SAME_AS"].pairs:
+            if a == "User":
+                continue
+            cond = [f"{v}.scene = $s" for v in ("a", "b")]
+            add("SAME_AS", a, b, "WHERE " + " OR ".join(cond), s=scene)
+        edges = (
+            pd.concat(parts, ignore_index=True)
+            if parts
+            else pd.DataFrame(columns=["src_label", "src", "rel", "dst_label", "dst", "props"])
+        )
+        nodes = pd.concat(
+            [
+                edges[["src_label", "src"]].set_axis(["label", "id"], axis=1),
+                edges[["dst_label", "dst"]].set_axis(["label", "id"], axis=1),
+                self.query("MATCH (i:Item) WHERE i.scene = $s RETURN 'Item' AS label, i.id AS id", s=scene),
+                self.query("MATCH (e:Entity) WHERE e.scene = $s RETURN 'Entity' AS label, e.id AS id", s=scene),
+            ],
+            ignore_index=True,
+        ).drop_duplicates(ignore_index=True)
+        return Subgraph(nodes=nodes, edges=edges)
+
+    def scene_ids(self) -> list[str]:
+        return [str(s) for s in self.query("MATCH (s:Scene) RETURN s.id AS id ORDER BY id")["id"]]
+
+    def to_networkx(self, scene: str | None = None) -> nx.MultiDiGraph:
+        """The whole graph (or one scene's subgraph) as a networkx MultiDiGraph keyed by ``(label, id)``."""
+        if scene is not None:
+            return self.scene_subgraph(scene).to_networkx()
+        parts = []
+        for rel, rt in RELS.items():
+            for a, b in rt.pairs:
+                df = self._edges_between(rel, a, b)
+                props = [c for c in df.columns if c not in ("src", "dst")]
+                parts.append(
+                    pd.DataFrame(
+                        {
+                            "src_label": a,
+                            "src": df["src"],
+                            "rel": rel,
+                            "dst_label": b,
+                            "dst": df["dst"],
+                            "props": df[props].to_dict("records") if props else [{}] * len(df),
+                        }
+                    )
+                )
+        nodes = pd.concat(
+            [self.query(f"MATCH (n:{lb}) RETURN '{lb}' AS label, n.id AS id") for lb in NODES],
+            ignore_index=True,
+        )
+        return Subgraph(nodes=nodes, edges=pd.concat(parts, ignore_index=True)).to_networkx()
+
+    def edge_index(self, idmap: IdMap | None = None) -> EdgeIndex:
+        """Typed edge tables as integer indices for the GNN, aligned with ``idmap`` (built here if not given;
+        new nodes are appended to a given map, so indices of known ids never change)."""
+        idmap = idmap if idmap is not None else IdMap()
+        for kind, label in LABEL_OF_KIND.items():
+            idmap.add(kind, self.query(f"MATCH (n:{label}) RETURN n.id AS id ORDER BY id")["id"].astype(str))
+        kind_of = {label: kind for kind, label in LABEL_OF_KIND.items()}
+        edges: dict[tuple[str, str, str], pd.DataFrame] = {}
+        for rel, rt in RELS.items():
+            for a, b in rt.pairs:
+                df = self._edges_between(rel, a, b)
+                if df.empty:
+                    continue
+                out = df.drop(columns=["src", "dst"])
+                out.insert(0, "dst", idmap.indices(kind_of[b], df["dst"].astype(str)))
+                out.insert(0, "src", idmap.indices(kind_of[a], df["src"].astype(str)))
+                edges[(kind_of[a], rel, kind_of[b])] = out
+        items = self.query("MATCH (i:Item) RETURN i.id AS id, i.scene AS scene")
+        item_scene = np.full(idmap.size("item"), -1, dtype=np.int64)
+        has = items["scene"].fillna("") != ""
+        item_scene[idmap.indices("item", items.loc[has, "id"].astype(str))] = idmap.indices(
+            "scene", items.loc[has, "scene"].astype(str)
+        )
+        return EdgeIndex(idmap=idmap, edges=edges, item_scene=item_scene)
+
+
+def check_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Rows as plain dicts with NaN/NA turned into None (for drivers that take parameter maps)."""
+    return [dict(_check_params(r)) for r in rows]

@@ -1,0 +1,145 @@
+"""Canonical dataset -> the node and relationship tables of the graph schema (shared by both backends)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from scenerec.errors import SchemaError
+from scenerec.kg.schema import NODES, check_label, check_rel
+from scenerec.records import Dataset
+
+
+@dataclass
+class EdgeTable:
+    """Rows of one relationship type between one (from, to) label pair: columns ``from``, ``to``, properties."""
+
+    rel: str
+    src: str
+    dst: str
+    rows: pd.DataFrame
+
+    def __post_init__(self) -> None:
+        rt = check_rel(self.rel, self.src, self.dst)
+        missing = [c for c in ("from", "to", *rt.columns) if c not in self.rows.columns]
+        if missing:
+            raise SchemaError(f"[:{self.rel}] {self.src}->{self.dst} table lacks columns {missing}")
+        self.rows = self.rows[["from", "to", *rt.columns]].reset_index(drop=True)
+
+
+@dataclass
+class GraphTables:
+    """All rows to bulk-load: one DataFrame per node label and one :class:`EdgeTable` per (type, from, to)."""
+
+    nodes: dict[str, pd.DataFrame] = field(default_factory=dict)
+    edges: list[EdgeTable] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for label, df in self.nodes.items():
+            nt = check_label(label)
+            self.nodes[label] = df[nt.columns].reset_index(drop=True)
+
+    def row_counts(self) -> dict[str, int]:
+        out = {label: len(df) for label, df in self.nodes.items()}
+        for e in self.edges:
+            out[e.rel] = out.get(e.rel, 0) + len(e.rows)
+        return out
+
+    @property
+    def total_rows(self) -> int:
+        return sum(self.row_counts().values())
+
+
+def _str(s: pd.Series) -> pd.Series:
+    return s.astype("string").fillna("")
+
+
+def build_tables(ds: Dataset) -> GraphTables:
+    """The graph rows of a cleaned dataset. Requires unique ids per table (guaranteed by cleaning)."""
+    nodes = {
+        "Scene": ds.scenes[NODES["Scene"].columns],
+        "User": ds.users[NODES["User"].columns],
+        "Item": ds.items[NODES["Item"].columns],
+        "Entity": ds.entities[NODES["Entity"].columns],
+    }
+    for label, df in nodes.items():
+        dup = df["id"].duplicated()
+        if dup.any():
+            raise SchemaError(f"{label} id {df.loc[dup, 'id'].iloc[0]!r} occurs twice; clean the dataset first")
+
+    edges: list[EdgeTable] = []
+    inter = ds.interactions
+    edges.append(
+        EdgeTable(
+            "INTERACTED",
+            "User",
+            "Item",
+            pd.DataFrame(
+                {
+                    "from": inter["user"],
+                    "to": inter["item"],
+                    "timestamp": inter["timestamp"],
+                    "rating": inter["rating"],
+                    "weight": inter["weight"].astype("float64"),
+                    "split": _str(inter["split"]),
+                }
+            ),
+        )
+    )
+    scoped = ds.items[ds.items["scene"] != ""]
+    edges.append(EdgeTable("IN_SCENE", "Item", "Scene", pd.DataFrame({"from": scoped["id"], "to": scoped["scene"]})))
+
+    item_ids = pd.Index(ds.items["id"])
+    label_of = lambda s: pd.Series(  # noqa: E731
+        ["Item" if x else "Entity" for x in s.isin(item_ids)], index=s.index
+    )
+    tri = ds.triples
+    hl, tl = label_of(tri["head"]), label_of(tri["tail"])
+    for a in ("Item", "Entity"):
+        for b in ("Item", "Entity"):
+            sel = (hl == a) & (tl == b)
+            if sel.any():
+                t = tri[sel]
+                edges.append(
+                    EdgeTable(
+                        "RELATED",
+                        a,
+                        b,
+                        pd.DataFrame({"from": t["head"], "to": t["tail"], "relation": t["relation"]}),
+                    )
+                )
+
+    ali = ds.alignment
+    if len(ali):
+        entity_ids = pd.Index(ds.entities["id"])
+        user_ids = pd.Index(ds.users["id"])
+
+        def kind(s: pd.Series) -> pd.Series:
+            return pd.Series(
+                [
+                    "Item" if i else "Entity" if e else "User" if u else ""
+                    for i, e, u in zip(s.isin(item_ids), s.isin(entity_ids), s.isin(user_ids), strict=True)
+                ],
+                index=s.index,
+            )
+
+        lk, rk = kind(ali["left"]), kind(ali["right"])
+        for (a, b), part in ali.groupby([lk, rk]):
+            check_rel("SAME_AS", str(a), str(b))
+            edges.append(
+                EdgeTable(
+                    "SAME_AS",
+                    str(a),
+                    str(b),
+                    pd.DataFrame(
+                        {
+                            "from": part["left"],
+                            "to": part["right"],
+                            "score": part["score"],
+                            "method": part["method"],
+                        }
+                    ),
+                )
+            )
+    return GraphTables(nodes=nodes, edges=[e for e in edges if len(e.rows)])

@@ -1,0 +1,1 @@
+"""scenerec.llm."""

@@ -1,0 +1,126 @@
+"""Reading delimited and Parquet table files with exact line provenance for the rejects report."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from scenerec.errors import DataFormatError, MissingColumnError
+from scenerec.loaders.rejects import RejectLog
+
+TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".txt")
+
+
+def find_table(folder: Path, stem: str) -> Path | None:
+    """The file ``folder/stem.{csv,tsv,parquet,txt}`` if exactly one exists."""
+    hits = [folder / f"{stem}{s}" for s in TABLE_SUFFIXES if (folder / f"{stem}{s}").is_file()]
+    if len(hits) > 1:
+        raise DataFormatError(f"several files for table {stem!r}: {', '.join(h.name for h in hits)}", file=folder)
+    return hits[0] if hits else None
+
+
+def _sep_for(path: Path) -> str:
+    return "," if path.suffix.lower() == ".csv" else "\t"
+
+
+def _has_short_rows(text: str, sep: str) -> bool:
+    """True if a non-blank line has fewer separators than the header (pandas would pad it with blanks)."""
+    lines = text.splitlines()
+    if not lines:
+        return False
+    want = lines[0].count(sep)
+    return any(line.count(sep) < want for line in lines[1:] if line.strip())
+
+
+def _plain_lines(text: str, n: int) -> pd.arrays.IntegerArray:
+    """1-based line of each record of an unquoted file (blank lines are skipped, as pandas does)."""
+    lines = [i for i, line in enumerate(text.splitlines()[1:], start=2) if line.strip()]
+    return pd.array(lines[:n], dtype="Int64")
+
+
+def _read_with_csv_module(path: Path, sep: str, encoding: str, rejects: RejectLog) -> pd.DataFrame:
+    """Slow path for files whose rows do not all have the header's field count: bad rows go to the rejects."""
+    rows: list[list[str]] = []
+    lines: list[int] = []
+    with path.open(newline="", encoding=encoding) as fh:
+        reader = csv.reader(fh, delimiter=sep)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise DataFormatError("file is empty (a header line is required)", file=path) from None
+        prev = reader.line_num
+        for fields in reader:
+            start = prev + 1
+            prev = reader.line_num
+            if len(fields) == 0:
+                continue
+            if len(fields) != len(header):
+                rejects.add(str(path), start, f"expected {len(header)} fields, found {len(fields)}", action="dropped")
+                continue
+            rows.append(fields)
+            lines.append(start)
+    df = pd.DataFrame(rows, columns=header, dtype="string")
+    df["_line"] = pd.array(lines, dtype="Int64")
+    return df
+
+
+def read_table(
+    path: Path,
+    rejects: RejectLog,
+    *,
+    required: Sequence[str] = (),
+    sep: str | None = None,
+    encoding: str = "utf-8",
+    header_map: dict[str, str] | None = None,
+) -> pd.DataFrame:
+    """Read a CSV/TSV/Parquet file into string columns plus provenance ``_file`` and ``_line``.
+
+    ``header_map`` renames columns after reading (e.g. RecBole's ``user_id:token`` -> ``user_id``).
+    A missing required column raises :class:`MissingColumnError` naming the file and the column; a row with the
+    wrong number of fields goes to ``rejects`` with its line number.
+    For Parquet, ``_line`` is the 1-based row number.
+    """
+    if not path.is_file():
+        raise DataFormatError("file not found", file=path)
+    if path.suffix.lower() == ".parquet":
+        df = pd.read_parquet(path)
+        df = df.astype({c: "string" for c in df.columns})
+        df["_line"] = pd.array(range(1, len(df) + 1), dtype="Int64")
+    else:
+        sep = sep or _sep_for(path)
+        try:
+            df = pd.read_csv(
+                path,
+                sep=sep,
+                dtype="string",
+                keep_default_na=False,
+                na_values=[],
+                encoding=encoding,
+                skip_blank_lines=True,
+                quoting=csv.QUOTE_MINIMAL,
+            )
+        except pd.errors.ParserError:
+            df = _read_with_csv_module(path, sep, encoding, rejects)
+        except pd.errors.EmptyDataError:
+            raise DataFormatError("file is empty (a header line is required)", file=path) from None
+        except UnicodeDecodeError as exc:
+            raise DataFormatError(f"not {encoding} text ({exc.reason} at byte {exc.start})", file=path) from None
+        else:
+            text = path.read_text(encoding=encoding)
+            if '"' in text or _has_short_rows(text, sep):
+                # Quoted fields may span lines, and pandas pads short rows silently: the csv module reads such
+                # files exactly, with the physical line of each record and every wrong field count reported.
+                df = _read_with_csv_module(path, sep, encoding, rejects)
+            else:
+                df["_line"] = _plain_lines(text, len(df))
+    df.columns = [str(c).strip() for c in df.columns]
+    if header_map:
+        df = df.rename(columns=header_map)
+    for col in required:
+        if col not in df.columns:
+            raise MissingColumnError(path, col, [c for c in df.columns if not c.startswith("_")])
+    df["_file"] = pd.array([str(path)] * len(df), dtype="string")
+    return df

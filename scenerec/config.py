@@ -1,0 +1,43 @@
+"""Typed configuration shared by the layers (no config god object: each stage takes its own small dataclass)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from scenerec.errors import ConfigError
+
+Backend = Literal["ladybug", "neo4j"]
+BACKENDS: tuple[Backend, ...] = ("ladybug", "neo4j")
+
+
+@dataclass(frozen=True)
+class Neo4jConfig:
+    """Where the Neo4j server is. Credentials default to ``NEO4J_URI``, ``NEO4J_USER``, ``NEO4J_PASSWORD``."""
+
+    uri: str = "bolt://localhost:7687"
+    user: str | None = None
+    password: str | None = None
+    database: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Neo4jConfig:
+        env = os.environ if env is None else env
+        return cls(
+            uri=env.get("NEO4J_URI", cls.uri),
+            user=env.get("NEO4J_USER") or None,
+            password=env.get("NEO4J_PASSWORD") or None,
+            database=env.get("NEO4J_DATABASE") or None,
+        )
+
+    def public(self) -> dict[str, str | None]:
+        """What may be written to a manifest (never the password)."""
+        return {"uri": self.uri, "user": self.user, "database": self.database}
+
+
+def check_backend(name: str) -> Backend:
+    if name not in BACKENDS:
+        raise ConfigError(f"unknown backend {name!r}; expected one of {', '.join(BACKENDS)}")
+    return name

@@ -1,0 +1,88 @@
+"""Named exceptions shared by every layer.
+
+Each message says what is wrong and where (file, line, column or id) and, where it can, how to fix it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+
+class ScenerecError(Exception):
+    """Base class of every error scenerec raises on purpose."""
+
+
+class ConfigError(ScenerecError):
+    """A setting is missing or has an invalid value."""
+
+
+class DataFormatError(ScenerecError):
+    """Input data that cannot be read: names the file and, where known, the line and column."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | Path | None = None,
+        line: int | None = None,
+        column: str | None = None,
+    ) -> None:
+        self.file = str(file) if file is not None else None
+        self.line = line
+        self.column = column
+        where = []
+        if self.file:
+            where.append(self.file)
+        if line is not None:
+            where.append(f"line {line}")
+        if column:
+            where.append(f"column {column!r}")
+        prefix = ", ".join(where)
+        super().__init__(f"{prefix}: {message}" if prefix else message)
+        self.reason = message
+
+
+class MissingColumnError(DataFormatError):
+    """A required column is absent from a table file."""
+
+    def __init__(self, file: str | Path, column: str, present: Iterable[str]) -> None:
+        cols = ", ".join(sorted(map(str, present))) or "(none)"
+        super().__init__(f"required column is missing (columns present: {cols})", file=file, column=column)
+
+
+class ConflictingIdError(DataFormatError):
+    """The same id is declared twice in incompatible ways (e.g. one item id in two scenes)."""
+
+
+class UnknownFormatError(ScenerecError):
+    """The dataset format could not be detected or the named format does not exist."""
+
+
+class SchemaError(ScenerecError):
+    """A label, relationship type or property is not part of the graph schema."""
+
+
+class StoreError(ScenerecError):
+    """A graph-store operation failed; the message carries the backend's own reason."""
+
+
+class StoreNotFoundError(StoreError):
+    """The store path holds no built graph."""
+
+
+class BackendUnavailableError(StoreError):
+    """The configured graph-database backend cannot be reached or is not installed."""
+
+
+class UnknownIdError(ScenerecError, KeyError):
+    """A user, item, entity or scene id that the graph does not contain."""
+
+    def __init__(self, kind: str, ident: str, hint: str = "") -> None:
+        self.kind = kind
+        self.ident = ident
+        msg = f"unknown {kind} id {ident!r}"
+        super().__init__(msg + (f"; {hint}" if hint else ""))
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the message
+        return str(self.args[0])

@@ -1,0 +1,183 @@
+"""Batch rebuild (atomic generations) and the query CLI, on the bundled sample and on real data."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from scenerec.cli import SAMPLE, main
+from scenerec.kg import open_store, read_manifest, rebuild
+from scenerec.kg.ladybug_store import LadybugStore
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    store = tmp_path_factory.mktemp("s") / "store"
+    rebuild(SAMPLE, store)
+    return store
+
+
+def test_rebuild_prints_counts_per_label_and_scene_and_rejects(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run_cli(capsys, "rebuild", str(SAMPLE), "--store", str(tmp_path / "st"), "--quiet")
+    assert code == 0
+    assert "nodes:   Scene 2, User 700, Item 2,211, Entity 1,233" in out
+    assert "INTERACTED 8,717" in out and "RELATED 5,013" in out
+    assert "office" in out and "arts" in out
+    assert "153  merged    repeated interaction merged" in out
+    manifest = read_manifest(tmp_path / "st")
+    assert manifest["counts"]["nodes"]["Item"] == 2211
+    assert manifest["rejects"] == 2364
+    rejects = Path(out.split("rejects: 2,364 rows -> ")[1].split("\n")[0])
+    assert rejects.is_file() and len(rejects.read_text().splitlines()) == 2364 + 1
+
+
+def test_query_formats_and_params(built: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cypher = "MATCH (i:Item) WHERE i.scene = $scene AND i.id IN $ids RETURN i.id AS id, i.scene AS scene ORDER BY id"
+    code, out, _ = run_cli(
+        capsys,
+        "query",
+        "--store",
+        str(built),
+        cypher,
+        "--param",
+        "scene=office",
+        "--param",
+        'ids:=["18647", "2"]',
+        "--format",
+        "json",
+    )
+    assert code == 0
+    assert json.loads(out) == [{"id": "18647", "scene": "office"}]
+    code, out, _ = run_cli(
+        capsys, "query", "--store", str(built), "MATCH (s:Scene) RETURN s.id AS id ORDER BY id", "--format", "csv"
+    )
+    assert out.splitlines() == ["id", "arts", "office"]
+    code, out, _ = run_cli(capsys, "query", "--store", str(built), "MATCH (s:Scene) RETURN s.id AS id ORDER BY id")
+    assert out.split() == ["id", "arts", "office"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["query", "--store", "{missing}", "RETURN 1"], "no graph has been built here"),
+        (["query", "--store", "{built}", "MATCH (n:Nope) RETURN n"], "LadybugDB"),
+        (["query", "--store", "{built}", "RETURN $x", "--param", "x"], "expected key=value"),
+        (["rebuild", "{missing}", "--store", "{tmp}"], "dataset path does not exist"),
+        (["rebuild", "{built}", "--store", "{tmp}", "--format", "nope"], "unknown dataset format 'nope'"),
+    ],
+)
+def test_cli_errors_are_one_line(
+    argv: list[str], needle: str, built: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [a.format(missing=tmp_path / "missing", built=built, tmp=tmp_path / "t") for a in argv]
+    code, out, err = run_cli(capsys, *args)
+    assert code == 2 and out == ""
+    assert err.startswith("error: ") and err.count("\n") == 1 and needle in err
+
+
+def test_failed_rebuild_leaves_previous_store_live(
+    built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = tmp_path / "store"
+    rebuild(SAMPLE, store)
+    before = read_manifest(store)["created"]
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "items.csv").write_text("item_id,scene\ni1,a\ni1,b\n")
+    from scenerec.errors import ConflictingIdError
+
+    with pytest.raises(ConflictingIdError):
+        rebuild(bad, store)
+
+    def boom(self: LadybugStore, *a: object, **k: object) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(LadybugStore, "load_tables", boom)
+    with pytest.raises(RuntimeError, match="disk full"):
+        rebuild(SAMPLE, store)
+    assert read_manifest(store)["created"] == before
+    assert not list(store.glob(".building-*"))
+    with open_store(store) as s:
+        assert s.counts()["nodes"]["Item"] == 2211
+
+
+def test_cypher_in_ids_is_stored_verbatim_and_harmless(tmp_path: Path) -> None:
+    d = tmp_path / "ds"
+    d.mkdir()
+    evil = 'x"}) MATCH (n) DETACH DELETE n //'
+    evil2 = "'); DROP TABLE Item; --"
+    (d / "items.csv").write_text("item_id,scene,title\ni1,s,one\ni2,s,two\n")
+    (d / "interactions.csv").write_text(f'user_id,item_id\n"{evil.replace(chr(34), chr(34) * 2)}",i1\n"{evil2}",i2\n')
+    rebuild(d, tmp_path / "st")
+    with open_store(tmp_path / "st") as s:
+        users = sorted(s.query("MATCH (u:User) RETURN u.id AS id")["id"])
+        assert users == sorted([evil, evil2])
+        hit = s.query("MATCH (u:User)-[:INTERACTED]->(i:Item) WHERE u.id = $u RETURN i.id AS item", u=evil)
+        assert hit["item"].tolist() == ["i1"]
+        assert s.counts()["nodes"] == {"Scene": 1, "User": 2, "Item": 2, "Entity": 0}
+
+
+def test_generations_are_pruned_and_readers_see_the_live_one(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    for _ in range(3):
+        rebuild(SAMPLE, store)
+    gens = sorted(p.name for p in store.glob("gen-*"))
+    assert len(gens) == 2
+    assert (store / "CURRENT").read_text().strip() == gens[-1]
+
+
+@pytest.mark.slow
+def test_killed_rebuild_leaves_previous_store_intact(shared_data: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    rebuild(SAMPLE, store)
+    live = (store / "CURRENT").read_text()
+    cmd = [
+        sys.executable,
+        "-m",
+        "scenerec.cli",
+        "rebuild",
+        str(shared_data / "amazon_art_office_urllm"),
+        "--store",
+        str(store),
+        "--quiet",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(store.glob(".building-*")) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert list(store.glob(".building-*")), "the rebuild never started writing"
+        time.sleep(0.3)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert (store / "CURRENT").read_text() == live
+    with open_store(store) as s:
+        assert s.counts()["nodes"]["Item"] == 2211
+    rebuild(SAMPLE, store)  # the next rebuild clears the dead build folder
+    assert not list(store.glob(".building-*"))
+
+
+def test_demo_prints_what_it_did(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "demo", "--store", str(tmp_path / "demo"), "--quiet")
+    assert code == 0
+    assert "Entities that both scenes share" in out and "brand:avery" in out
+    assert "shared_users" in out and "700" in out
+    assert "2-hop neighbourhood of user" in out
