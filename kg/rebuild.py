@@ -128,18 +128,21 @@ def rebuild(
     format: str | None = None,
     options: LoadOptions | None = None,
     neo4j: Neo4jConfig | None = None,
-    progress: Callable[[str, int], None] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
     keep_generations: int = 2,
 ) -> RebuildReport:
     """Load ``dataset``, build its knowledge graph in a new generation of ``store`` and make it live.
 
-    Nothing already stored is touched until the new graph is complete. ``progress(stage, rows)`` is called after
-    each bulk-load stage. Returns a :class:`RebuildReport`.
+    Nothing already stored is touched until the new graph is complete. ``progress(stage, rows, total)`` is called
+    once with stage ``"read"`` before the dataset is read, then after each bulk-load stage with the rows it wrote
+    and the total number of graph rows to write. Returns a :class:`RebuildReport`.
     """
     backend = check_backend(backend)
     store = Path(store)
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
+    if progress:
+        progress("read", 0, 0)
     result = load_dataset(dataset, format=format, options=options)
     seconds["load+clean"] = time.perf_counter() - t0
 
@@ -154,6 +157,11 @@ def rebuild(
         }
     )
     seconds["tables"] = time.perf_counter() - t0
+    total = tables.total_rows
+
+    def step(stage: str, rows: int) -> None:
+        if progress:
+            progress(stage, rows, total)
 
     store.mkdir(parents=True, exist_ok=True)
     _clean_stale_builds(store)
@@ -167,7 +175,7 @@ def rebuild(
             graph = LadybugStore(building / GRAPH_FILE)
             with graph:
                 graph.create_schema()
-                stats = graph.load_tables(tables, progress=progress)
+                stats = graph.load_tables(tables, progress=step)
                 counts = graph.counts()
                 scenes = graph.scene_counts().to_dict("records")
         else:
@@ -177,7 +185,7 @@ def rebuild(
             neo = Neo4jStore(cfg.uri, cfg.user, cfg.password, database=cfg.database)
             with neo:
                 neo.create_schema()
-                stats = neo.replace_with(tables, progress=progress)
+                stats = neo.replace_with(tables, progress=step)
                 counts = neo.counts()
                 scenes = neo.scene_counts().to_dict("records")
         seconds["graph"] = time.perf_counter() - t0

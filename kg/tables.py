@@ -8,7 +8,7 @@ import pandas as pd
 
 from scenerec.errors import SchemaError
 from scenerec.kg.schema import NODES, check_label, check_rel
-from scenerec.records import Dataset
+from scenerec.records import Dataset, isin
 
 
 @dataclass
@@ -92,7 +92,7 @@ def build_tables(ds: Dataset) -> GraphTables:
 
     item_ids = pd.Index(ds.items["id"])
     label_of = lambda s: pd.Series(  # noqa: E731
-        ["Item" if x else "Entity" for x in s.isin(item_ids)], index=s.index
+        ["Item" if x else "Entity" for x in isin(s, item_ids)], index=s.index
     )
     tri = ds.triples
     hl, tl = label_of(tri["head"]), label_of(tri["tail"])
@@ -119,7 +119,7 @@ def build_tables(ds: Dataset) -> GraphTables:
             return pd.Series(
                 [
                     "Item" if i else "Entity" if e else "User" if u else ""
-                    for i, e, u in zip(s.isin(item_ids), s.isin(entity_ids), s.isin(user_ids), strict=True)
+                    for i, e, u in zip(isin(s, item_ids), isin(s, entity_ids), isin(s, user_ids), strict=True)
                 ],
                 index=s.index,
             )

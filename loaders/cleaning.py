@@ -18,7 +18,7 @@ import pandas as pd
 
 from scenerec.errors import ConflictingIdError
 from scenerec.loaders.rejects import RejectLog
-from scenerec.records import PROVENANCE, Dataset, conform
+from scenerec.records import PROVENANCE, Dataset, conform, isin
 
 _SPLIT_ALIASES = {
     "train": "train",
@@ -241,7 +241,7 @@ def clean(raw: Dataset, rejects: RejectLog, options: object | None = None) -> Da
 
     entities = _drop_blank_ids(raw.entities, "id", "entity", rejects)
     entities = _merge_duplicates(entities, ["id"], "entity", rejects, "id")
-    clash = entities[entities["id"].isin(item_ids)]
+    clash = entities[isin(entities["id"], item_ids)]
     if len(clash):
         r = clash.iloc[0]
         raise ConflictingIdError(
@@ -256,11 +256,11 @@ def clean(raw: Dataset, rejects: RejectLog, options: object | None = None) -> Da
 
     # ---- interactions
     inter = raw.interactions
-    unknown_item = ~inter["item"].isin(item_ids)
+    unknown_item = ~isin(inter["item"], item_ids)
     rejects.add_frame(inter[unknown_item], "unknown item id", column="item", id_column="item")
     inter = inter[~unknown_item]
     if have_user_table:
-        unknown_user = ~inter["user"].isin(pd.Index(users["id"]))
+        unknown_user = ~isin(inter["user"], pd.Index(users["id"]))
         rejects.add_frame(
             inter[unknown_user], "unknown user id (not in the users table)", column="user", id_column="user"
         )
@@ -312,7 +312,7 @@ def clean(raw: Dataset, rejects: RejectLog, options: object | None = None) -> Da
     # ---- alignment
     ali = raw.alignment
     all_ids = known.append(pd.Index(inferred)).append(pd.Index(users["id"].astype("string")))
-    bad = ~ali["left"].isin(all_ids) | ~ali["right"].isin(all_ids)
+    bad = ~isin(ali["left"], all_ids) | ~isin(ali["right"], all_ids)
     rejects.add_frame(ali[bad], "alignment references an unknown id", id_column="left")
     ali = ali[~bad]
     dup = ali.duplicated(["left", "right"])

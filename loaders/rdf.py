@@ -6,28 +6,29 @@ Vocabulary
 The scenerec vocabulary lives in the namespace ``SR = https://scenerec.dev/ns#``. How RDF maps to the canonical
 tables (:mod:`scenerec.records`):
 
-===============================================  ==================================================================
-RDF                                              canonical record
-===============================================  ==================================================================
-``?x a sr:Item``                                 item ``id(?x)``
-``?item sr:scene ?s`` (IRI or literal)           ``Item.scene`` (and ``Entity.scene`` on an entity)
-``rdfs:label`` / ``dcterms:title`` /             ``Item.title``, ``Scene.name``, ``Entity.name`` (one value is
-``schema:name``                                  chosen: no language tag first, then ``en``, then the others)
-``dcterms:description`` / ``schema:description``  ``Item.description``, ``Scene.description``
-other literal on an item or user                 ``attributes[key]`` (several values: a list; ``rdf:JSON``
-                                                 literals are decoded)
-``?x a sr:Scene``, any object of ``sr:scene``    scene ``id(?x)``
-``?x a sr:User``, any object of ``sr:user``      user ``id(?x)`` (users named only by interactions are added too)
-``?i a sr:Interaction`` (blank node or IRI),     one interaction: ``sr:user``, ``sr:item`` (required),
-any subject of ``sr:user`` / ``sr:item``         ``sr:timestamp`` (integer seconds or ``xsd:dateTime``),
-                                                 ``sr:rating``, ``sr:weight``, ``sr:split`` (optional)
-``?a owl:sameAs ?b`` (``?b`` not a literal)      alignment ``(id(?a), id(?b))``, method ``"owl:sameAs"``
-``?x a sr:Entity``                               entity ``id(?x)`` (needed only for an entity with no other triple)
-``?x a ?class`` on an entity                     ``Entity.type`` = the class's local name (first class; further
-                                                 classes stay KG triples with relation ``rdf:type``)
-any other ``?s ?p ?o`` with ``?o`` a resource    KG triple ``(id(?s), id(?p), id(?o))``; ``?s`` and ``?o`` become
-                                                 entities unless they are items
-===============================================  ==================================================================
+==================================================  ==============================================================
+RDF                                                 canonical record
+==================================================  ==============================================================
+``?x a sr:Item``                                    item ``id(?x)``
+``?item sr:scene ?s`` (IRI or literal)              ``Item.scene`` (and ``Entity.scene`` on an entity)
+``rdfs:label`` / ``dcterms:title`` /                ``Item.title``, ``Scene.name``, ``Entity.name`` (one value is
+``schema:name``                                     chosen: no language tag first, then ``en``, then the others)
+``dcterms:description`` / ``schema:description``    ``Item.description``, ``Scene.description``
+other literal on an item or user (on items also   ``attributes[key]``, key = the predicate's local name (the full
+the title/description values not chosen)            IRI if two predicates share it); several values: a list;
+                                                    ``rdf:JSON`` literals are decoded
+``?x a sr:Scene``, any object of ``sr:scene``       scene ``id(?x)``
+``?x a sr:User``, any object of ``sr:user``         user ``id(?x)`` (users named only by interactions are added too)
+``?i a sr:Interaction`` (blank node or IRI),        one interaction: ``sr:user``, ``sr:item`` (required),
+any subject of ``sr:user`` / ``sr:item``            ``sr:timestamp`` (integer seconds or ``xsd:dateTime``),
+                                                    ``sr:rating``, ``sr:weight``, ``sr:split`` (optional)
+``?a owl:sameAs ?b`` (``?b`` not a literal)         alignment ``(id(?a), id(?b))``, method ``"owl:sameAs"``
+``?x a sr:Entity``                                  entity ``id(?x)`` (needed only for an entity with no other triple)
+``?x a ?class`` on an entity                        ``Entity.type`` = the class's local name (first class; further
+                                                    classes stay KG triples with relation ``rdf:type``)
+any other ``?s ?p ?o`` with ``?o`` a resource       KG triple ``(id(?s), id(?p), id(?o))``; ``?s`` and ``?o`` become
+                                                    entities unless they are items
+==================================================  ==============================================================
 
 ``id(node)`` is the IRI string, except for IRIs under the base namespace (``urn:scenerec:`` unless
 ``LoadOptions.extra["base"]`` says otherwise), which are percent-decoded back to the plain id that
@@ -53,6 +54,10 @@ or ``urn:...`` without spaces or characters IRIs forbid) become ``<base><kind><p
 prefixes cannot collide with ids, and importing the file gives back the same ids. Not preserved: the alignment
 ``score`` and ``method`` (every pair is written as ``owl:sameAs``), entity types and attribute keys that were
 themselves IRIs (they come back as local names), and :attr:`Dataset.meta`.
+
+Speed: rdflib parses about 15,000 N-Triples lines a second (DBP15K fr_en's 106k triples load in about 9 s). Its
+Turtle serializer is much slower than its N-Triples one on large graphs (about 10x on DBpedia IRIs), so export big
+datasets with ``format="nt"``.
 """
 
 from __future__ import annotations
@@ -282,7 +287,7 @@ class _Collector:
 
         self.entities: dict[Node, None] = dict.fromkeys(graph.subjects(RDF.type, SR["Entity"]))
         self.item_scenes: dict[Node, list[str]] = defaultdict(list)
-        self.entity_scenes: dict[Node, list[str]] = defaultdict(list)
+        self.entity_scenes: dict[Node, list[Node]] = defaultdict(list)
         self.titles: dict[Node, list[tuple[int, URIRef, Literal]]] = defaultdict(list)
         self.descriptions: dict[Node, list[tuple[int, URIRef, Literal]]] = defaultdict(list)
         self.attributes: dict[Node, list[tuple[URIRef, Literal]]] = defaultdict(list)
@@ -319,18 +324,21 @@ class _Collector:
     def run(self) -> None:
         title_rank = {p: i for i, p in enumerate(TITLE_PREDICATES)}
         desc_rank = {p: i for i, p in enumerate(DESCRIPTION_PREDICATES)}
+        # Dict lookups instead of ``==``: rdflib terms compare in Python, hashing is in C.
+        special = {RDF.type: "type", OWL.sameAs: "sameAs", SR["scene"]: "scene"}
         for s, p, o in self.g:
             assert isinstance(p, URIRef)
+            kind = special.get(p)
             if s in self.interactions:
                 col = INTERACTION_PROPERTIES.get(p)
                 if col is not None:
                     self.inter_values.setdefault(s, {}).setdefault(col, []).append(o)
-                elif not (p == RDF.type and o == SR["Interaction"]):
+                elif not (kind == "type" and o in SR_CLASSES):
                     self._ignore(p, o)
                 continue
-            if p == RDF.type and o in SR_CLASSES:
+            if kind == "type" and o in SR_CLASSES:
                 continue
-            if p == OWL.sameAs:
+            if kind == "sameAs":
                 if isinstance(o, Literal):
                     self._ignore(p, o)
                 else:
@@ -341,13 +349,12 @@ class _Collector:
                 continue
             is_item = s in self.items
             role_known = is_item or s in self.users or s in self.scenes
-            if p == SR["scene"]:
-                value = str(o) if isinstance(o, Literal) else self.codec.ident(o)
+            if kind == "scene":
                 if is_item:
-                    self.item_scenes[s].append(value)
+                    self.item_scenes[s].append(str(o) if isinstance(o, Literal) else self.codec.ident(o))
                 elif not role_known:
                     self._entity(s)
-                    self.entity_scenes[s].append(value)
+                    self.entity_scenes[s].append(o)
                 else:
                     self._ignore(p, o)
                 continue
@@ -375,7 +382,7 @@ class _Collector:
                 self._kg(s, p, o)
             elif role_known:
                 self._ignore(p, o)
-            elif p == RDF.type:
+            elif kind == "type":
                 self._entity(s)
                 self.types[s].append(o)
             else:
@@ -462,7 +469,8 @@ class _Collector:
             for p, lit in others:
                 self._ignore(p, lit)
             classes = self.types.get(node, [])
-            scenes = list(dict.fromkeys(self.entity_scenes.get(node, [])))
+            scene_nodes = list(dict.fromkeys(self.entity_scenes.get(node, [])))
+            scenes = [str(n) if isinstance(n, Literal) else ident(n) for n in scene_nodes]
             entity_rows.append(
                 {
                     "id": ident(node),
@@ -472,8 +480,8 @@ class _Collector:
                     "_file": self.file_of(node),
                 }
             )
-            for scene in scenes[1:]:
-                self._ignore(SR["scene"], Literal(scene))
+            for extra in scene_nodes[1:]:
+                self._ignore(SR["scene"], extra)
 
         interactions = self._interactions(rejects)
         user_ids = dict.fromkeys(ident(n) for n in self.users)

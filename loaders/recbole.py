@@ -43,7 +43,7 @@ from scenerec.loaders.base import Loader, LoadOptions, register
 from scenerec.loaders.cleaning import coerce_interactions
 from scenerec.loaders.rejects import RejectLog
 from scenerec.loaders.tables import read_table
-from scenerec.records import Dataset, attributes_json
+from scenerec.records import Dataset, attributes_json, isin
 
 #: RecBole's field types (the suffix after ``:`` in a header).
 FIELD_TYPES = ("token", "token_seq", "float", "float_seq")
@@ -227,7 +227,7 @@ class RecboleLoader(Loader):
         item_ids = pd.Index(items["id"])
 
         # ---- which entity is which item
-        unknown = ~links["item"].isin(item_ids)
+        unknown = ~isin(links["item"], item_ids)
         rejects.add_frame(
             links[unknown],
             f"link references an item id that is not in {dataset}.item",
@@ -264,12 +264,12 @@ class RecboleLoader(Loader):
             triples = raw_kg.rename(columns={"head_id": "head", "relation_id": "relation", "tail_id": "tail"})
             triples = triples[["head", "relation", "tail", *_PROV]].copy()
             ends = pd.Index(pd.unique(pd.concat([triples["head"], triples["tail"]], ignore_index=True)))
-            clash = ends[ends.isin(item_ids) & ~ends.isin(entity_to_item.index)]
+            clash = ends[isin(ends, item_ids) & ~isin(ends, entity_to_item.index)]
             renamed = len(clash)
             for col in ("head", "tail"):
                 ids = triples[col]
                 as_item = ids.map(entity_to_item)
-                ids = ids.where(~ids.isin(clash), "kg:" + ids)
+                ids = ids.where(~isin(ids, clash), "kg:" + ids)
                 triples[col] = as_item.where(as_item.notna(), ids).astype("string")
         ends = pd.unique(pd.concat([triples["head"], triples["tail"]], ignore_index=True))
         entity_ids = pd.Index(ends, dtype="string").difference(item_ids)

@@ -26,19 +26,27 @@ def _sep_for(path: Path) -> str:
     return "," if path.suffix.lower() == ".csv" else "\t"
 
 
-def _has_short_rows(text: str, sep: str) -> bool:
-    """True if a non-blank line has fewer separators than the header (pandas would pad it with blanks)."""
-    lines = text.splitlines()
+def _has_short_rows(lines: list[str], sep: str) -> bool:
+    """True if a non-blank line has fewer separators than the header (pandas would pad it with blanks).
+
+    Called only when pandas parsed the file, so no line has more separators than the header: the total count of
+    separators then equals header-count x data lines exactly when no line is short.
+    """
     if not lines:
         return False
     want = lines[0].count(sep)
-    return any(line.count(sep) < want for line in lines[1:] if line.strip())
+    data_lines = len(lines) - 1 - lines.count("")
+    if sum(line.count(sep) for line in lines[1:]) == want * data_lines:
+        return False
+    return any(line.count(sep) < want for line in lines[1:] if line)
 
 
-def _plain_lines(text: str, n: int) -> pd.arrays.IntegerArray:
+def _plain_lines(lines: list[str], n: int) -> pd.arrays.IntegerArray:
     """1-based line of each record of an unquoted file (blank lines are skipped, as pandas does)."""
-    lines = [i for i, line in enumerate(text.splitlines()[1:], start=2) if line.strip()]
-    return pd.array(lines[:n], dtype="Int64")
+    if "" not in lines:
+        return pd.array(range(2, n + 2), dtype="Int64")
+    numbers = [i for i, line in enumerate(lines[1:], start=2) if line]
+    return pd.array(numbers[:n], dtype="Int64")
 
 
 def _read_with_csv_module(path: Path, sep: str, encoding: str, rejects: RejectLog) -> pd.DataFrame:
@@ -110,12 +118,13 @@ def read_table(
             raise DataFormatError(f"not {encoding} text ({exc.reason} at byte {exc.start})", file=path) from None
         else:
             text = path.read_text(encoding=encoding)
-            if '"' in text or _has_short_rows(text, sep):
+            lines = text.splitlines()
+            if '"' in text or _has_short_rows(lines, sep):
                 # Quoted fields may span lines, and pandas pads short rows silently: the csv module reads such
                 # files exactly, with the physical line of each record and every wrong field count reported.
                 df = _read_with_csv_module(path, sep, encoding, rejects)
             else:
-                df["_line"] = _plain_lines(text, len(df))
+                df["_line"] = _plain_lines(lines, len(df))
     df.columns = [str(c).strip() for c in df.columns]
     if header_map:
         df = df.rename(columns=header_map)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -53,16 +54,30 @@ def _print_frame(df: pd.DataFrame, fmt: str) -> None:
             print(df.to_string(index=False))
 
 
-def _progress_bar(total: int, quiet: bool) -> tuple[Any, Any]:
-    from tqdm import tqdm
+class _Progress:
+    """A tqdm bar over the graph rows of a rebuild (on stderr; off with --quiet or when stderr is not a terminal)."""
 
-    bar = tqdm(total=total, unit="rows", unit_scale=True, desc="loading graph", disable=quiet or None, leave=False)
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.bar: Any = None
 
-    def step(stage: str, rows: int) -> None:
-        bar.set_postfix_str(stage)
-        bar.update(rows)
+    def __call__(self, stage: str, rows: int, total: int) -> None:
+        if stage == "read":
+            if not self.quiet and sys.stderr.isatty():
+                print("reading and cleaning the dataset ...", file=sys.stderr)
+            return
+        if self.bar is None:
+            from tqdm import tqdm
 
-    return bar, step
+            self.bar = tqdm(
+                total=total, unit="rows", unit_scale=True, desc="loading graph", disable=self.quiet or None, leave=False
+            )
+        self.bar.set_postfix_str(stage)
+        self.bar.update(rows)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _print_rebuild(report: Any) -> None:
@@ -93,22 +108,13 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
         res = load_dataset(args.dataset, format=args.format, options=options)
         print(json.dumps(res.summary(), indent=2))
         return 0
-    bar, step = _progress_bar(0, args.quiet)
+    progress = _Progress(args.quiet)
     try:
-
-        def progress(stage: str, rows: int) -> None:
-            step(stage, rows)
-
         report = rebuild(
-            args.dataset,
-            args.store,
-            backend=args.backend,
-            format=args.format,
-            options=options,
-            progress=progress,
+            args.dataset, args.store, backend=args.backend, format=args.format, options=options, progress=progress
         )
     finally:
-        bar.close()
+        progress.close()
     _print_rebuild(report)
     return 0
 
@@ -176,11 +182,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"scenerec {__version__} demo: rebuild the knowledge graph of the bundled sample, then query it")
     print(f"sample:  {sample}")
     t0 = time.perf_counter()
-    bar, step = _progress_bar(0, args.quiet)
+    progress = _Progress(args.quiet)
     try:
-        report = rebuild(sample, args.store, progress=step)
+        report = rebuild(sample, args.store, progress=progress)
     finally:
-        bar.close()
+        progress.close()
     print(f"\n== rebuild ({time.perf_counter() - t0:.1f} s)")
     _print_rebuild(report)
     with open_store(args.store) as store:
@@ -257,6 +263,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return code
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -76,11 +75,6 @@ SHOP_EXPECTED: dict[str, list[Any]] = {
     "alignment": [Alignment("acme", ACME_DBPEDIA, 1.0, "owl:sameAs")],
 }
 SCALE_1_5 = LoadOptions(rating_scale=(1.0, 5.0))
-
-
-def _shared_data() -> Path:
-    env = os.environ.get("SCENEREC_SHARED_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def records(ds: Dataset, table: str) -> list[Any]:
@@ -217,15 +211,19 @@ def awkward_dataset() -> Dataset:
     )
 
 
-@pytest.mark.parametrize(("fmt", "suffix"), [("turtle", ".ttl"), ("nt", ".nt")])
-def test_export_import_round_trip(tmp_path: Path, fmt: str, suffix: str) -> None:
+@pytest.mark.parametrize(
+    ("fmt", "suffix", "base"),
+    [("turtle", ".ttl", "urn:scenerec:"), ("nt", ".nt", "urn:scenerec:"), ("turtle", ".ttl", "https://ex.org/sr/")],
+)
+def test_export_import_round_trip(tmp_path: Path, fmt: str, suffix: str, base: str) -> None:
     original = awkward_dataset()
     path = tmp_path / f"awkward{suffix}"
-    written = export_rdf(original, path, format=fmt)
-    assert written == len(Graph().parse(path, format=fmt)) == 82
-    subjects = set(Graph().parse(path, format=fmt).subjects(None, SR["Item"]))
-    assert URIRef("urn:scenerec:x%22%7D%29%20DETACH%20DELETE%20n%20%2F%2F") in subjects
-    result = load_dataset(path, options=LoadOptions(rating_scale=(0.0, 1.0)))
+    written = export_rdf(original, path, format=fmt, base=base)
+    graph = Graph().parse(path, format=fmt)
+    assert written == len(graph) == 82
+    assert URIRef(f"{base}x%22%7D%29%20DETACH%20DELETE%20n%20%2F%2F") in set(graph.subjects(None, SR["Item"]))
+    options = LoadOptions(rating_scale=(0.0, 1.0), extra={"base": base})
+    result = load_dataset(path, options=options)
     assert len(result.rejects) == 0, result.rejects.to_frame()
     assert_tables(result.dataset, {t: list(original.records(t)) for t in original.TABLE_NAMES})
 
@@ -241,10 +239,10 @@ def test_id_codec() -> None:
     assert codec.iri("https://example.org/x") == URIRef("https://example.org/x")
 
 
-def test_dbp15k_triples_as_ntriples(tmp_path: Path) -> None:
-    root = _shared_data() / "dbp15k" / "fr_en"
-    if not (root / "triples_1").is_file():
-        pytest.skip(f"DBP15K fr_en not found under {root}")
+def test_dbp15k_triples_as_ntriples(tmp_path: Path, shared_data: Path) -> None:
+    """The first 2,000 triples of DBP15K fr_en (DBpedia IRIs, relations as ``urn:rel:<id>``) through N-Triples."""
+    root = shared_data / "dbp15k" / "fr_en"
+    assert (root / "triples_1").is_file(), f"DBP15K fr_en not found under {root}"
     uri = dict(line.rstrip("\n").split("\t") for line in (root / "ent_ids_1").open(encoding="utf-8"))
     with (root / "triples_1").open(encoding="utf-8") as fh:
         rows = [line.split() for _, line in zip(range(2000), fh, strict=False)]
