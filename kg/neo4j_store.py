@@ -7,6 +7,13 @@ swaps a fully loaded staging graph in with one transaction.
 The test suite also runs it against FalkorDB, whose Bolt listener answers as "Neo4j/5.13.0" (the *stand-in*, see
 ``tests/bolt_server.py``). The stand-in differs in ways this module absorbs rather than hides:
 
+* string parameters are pasted into the query text between single quotes without escaping, so a ``'`` in a
+  value ends the string (Cypher injection through a *parameter*) and backslashes are read as escapes. The
+  constructor probes whether a string parameter comes back verbatim; where it does not, every string parameter
+  is escaped before it is sent (:func:`_escape`) and strings with NUL characters are refused;
+* an auto-commit query that carries a timeout appears to run against another graph than transactions (its
+  writes are invisible to them and the other way round), so every
+  query runs in a managed transaction (which is also how the timeout is applied);
 * no ``CREATE CONSTRAINT``: when the constraint statement fails and the server is recognised as FalkorDB, a plain
   index on ``id`` is created instead and uniqueness is enforced only by the clash check of :meth:`load_nodes`
   (which runs on every server, so the error is the same everywhere);
@@ -26,6 +33,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -49,6 +57,9 @@ ENV_URI, ENV_USER, ENV_PASSWORD, ENV_DATABASE = "NEO4J_URI", "NEO4J_USER", "NEO4
 DEFAULT_URI = "bolt://localhost:7687"
 #: Prefix of the labels that :meth:`Neo4jStore.replace_with` loads the new graph under before the swap.
 STAGING_PREFIX = "_Staging"
+#: A string parameter that a server which pastes parameters into the query text unescaped changes (``\\t``).
+_PROBE = "scenerec\\tprobe"
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 _ENV_HINT = f"set {ENV_URI} (and {ENV_USER}/{ENV_PASSWORD} when the server needs credentials) or pass uri="
 
@@ -82,15 +93,16 @@ def _row_bytes(row: Any) -> int:
     return len(json.dumps(row, ensure_ascii=False, default=str).encode()) + 2
 
 
-def batches(rows: Sequence[T], max_rows: int, max_bytes: int) -> Iterator[list[T]]:
-    """Consecutive runs of ``rows`` with at most ``max_rows`` rows and about ``max_bytes`` serialised bytes.
-
-    A single row larger than ``max_bytes`` travels alone (it cannot be split).
+def batches(
+    rows: Sequence[T], max_rows: int, max_bytes: int, measure: Callable[[T], int] = _row_bytes
+) -> Iterator[list[T]]:
+    """Consecutive runs of ``rows`` with at most ``max_rows`` rows and about ``max_bytes`` serialised bytes
+    (``measure(row)`` bytes a row). A single row larger than ``max_bytes`` travels alone (it cannot be split).
     """
     batch: list[T] = []
     size = 0
     for row in rows:
-        n = _row_bytes(row)
+        n = measure(row)
         if batch and (len(batch) >= max_rows or size + n > max_bytes):
             yield batch
             batch, size = [], 0
@@ -98,6 +110,27 @@ def batches(rows: Sequence[T], max_rows: int, max_bytes: int) -> Iterator[list[T
         size += n
     if batch:
         yield batch
+
+
+def _escape(value: Any) -> Any:
+    """String parameters in the form a server that pastes them between single quotes reads back verbatim.
+
+    FalkorDB's Bolt layer turns parameters into a ``CYPHER name='...'`` header without escaping: a ``'`` ends the
+    string (Cypher injection through a parameter) and backslashes are read as escapes. Doubling backslashes and
+    escaping quotes makes every string round-trip, except NUL characters, which it truncates: those are refused.
+    """
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise StoreError(f"this server truncates strings at NUL characters: {value[:40]!r}")
+        return value.replace("\\", "\\\\").replace("'", "\\'")
+    if isinstance(value, list):
+        return [_escape(v) for v in value]
+    if isinstance(value, dict):
+        bad = [k for k in value if not _IDENT.match(str(k))]
+        if bad:
+            raise StoreError(f"this server cannot take map keys that are not plain names: {bad[0]!r}")
+        return {k: _escape(v) for k, v in value.items()}
+    return value
 
 
 def _short(cypher: str, limit: int = 160) -> str:
@@ -150,6 +183,7 @@ class Neo4jStore(GraphStore):
         self.database = database if database is not None else (os.environ.get(ENV_DATABASE) or None)
         self._prefix = ""  # STAGING_PREFIX while replace_with loads the new graph
         self._dialect: str | None = None  # "neo4j" or "falkordb", learnt when creating the schema
+        self._escape_strings = False  # set by _check_parameters when the server mangles string parameters
         self._driver: neo4j.Driver | None
         nj = _neo4j()
         if driver is not None:
@@ -173,6 +207,7 @@ class Neo4jStore(GraphStore):
                 raise ConfigError(f"invalid Neo4j URI {self.uri!r}: {exc}; {_ENV_HINT}") from exc
             self._owns_driver = True
         self._connect(connect_retries)
+        self._check_parameters()
 
     @classmethod
     def from_env(cls, **kwargs: Any) -> Neo4jStore:
@@ -206,6 +241,28 @@ class Neo4jStore(GraphStore):
                     ) from exc
                 time.sleep(0.1 * 2**attempt)
 
+    def _check_parameters(self) -> None:
+        """Make sure string parameters reach the server verbatim; escape them where the server needs it."""
+        if self._query("RETURN $probe AS probe", {"probe": _PROBE})["probe"].tolist() == [_PROBE]:
+            return
+        self._escape_strings = True
+        probe = _PROBE + "'\\"
+        if self._query("RETURN $probe AS probe", {"probe": probe})["probe"].tolist() != [probe]:
+            self.close()
+            raise BackendUnavailableError(
+                f"the Bolt server at {self.uri} does not pass string parameters through unchanged; refusing to use it"
+            )
+
+    def _run(self, tx: neo4j.ManagedTransaction, cypher: str, params: dict[str, Any]) -> neo4j.Result:
+        return tx.run(cypher, _escape(params) if self._escape_strings else params)
+
+    @property
+    def driver(self) -> neo4j.Driver:
+        """The driver in use (to share it with another store or a client library); closed stores raise."""
+        if self._driver is None:
+            raise StoreError("the Neo4j store is closed")
+        return self._driver
+
     def close(self) -> None:
         driver = getattr(self, "_driver", None)
         if driver is not None and getattr(self, "_owns_driver", False):
@@ -234,15 +291,18 @@ class Neo4jStore(GraphStore):
         return exc
 
     def _query(self, cypher: str, params: dict[str, Any]) -> pd.DataFrame:
-        nj = _neo4j()
-        try:
-            with self._session() as session:
-                result = session.run(nj.Query(cypher, timeout=self.timeout), params)
-                keys = list(result.keys())
-                rows = [[_plain(v) for v in record.values()] for record in result]
-        except Exception as exc:
-            raise self._error(exc, cypher) from exc
-        return pd.DataFrame(rows, columns=keys)
+        # A managed write transaction rather than an auto-commit query: it bounds the query by ``timeout``, is
+        # retried on transient errors and works for reads, writes and schema commands alike. (The stand-in runs
+        # an auto-commit query that carries a timeout against a different graph than transactions use, so
+        # auto-commit would need to give up the timeout.) Statements that must run auto-commit, such as
+        # ``CALL { ... } IN TRANSACTIONS``, are therefore not supported here.
+        def work(tx: neo4j.ManagedTransaction) -> pd.DataFrame:
+            result = self._run(tx, cypher, params)
+            keys = list(result.keys())
+            rows = [[_plain(v) for v in record.values()] for record in result]
+            return pd.DataFrame(rows, columns=keys)
+
+        return self._write(cypher, work)
 
     def _write(self, cypher: str, work: Callable[[neo4j.ManagedTransaction], T]) -> T:
         """Run ``work(tx)`` in one write transaction (retried on transient errors; bounded by ``timeout``)."""
@@ -259,15 +319,17 @@ class Neo4jStore(GraphStore):
 
         def work(tx: neo4j.ManagedTransaction) -> int:
             if check:
-                found = tx.run(check, rows=rows).single()
+                found = self._run(tx, check, {"rows": rows}).single()
                 if found is not None:
                     raise _Refused(refusal.format(found[0]))
-            tx.run(cypher, rows=rows).consume()
+            self._run(tx, cypher, {"rows": rows}).consume()
             return len(rows)
 
         return self._write(cypher, work)
 
     def _batches(self, rows: Sequence[T]) -> Iterator[list[T]]:
+        if self._escape_strings:
+            return batches(rows, self.batch_size, self.max_batch_bytes, lambda row: _row_bytes(_escape(row)))
         return batches(rows, self.batch_size, self.max_batch_bytes)
 
     def _target(self, label: str) -> str:
@@ -295,7 +357,8 @@ class Neo4jStore(GraphStore):
         # FalkorDB: no Cypher constraints and CREATE INDEX is not idempotent, so create only the missing ones.
         have = self._query("CALL db.indexes()", {})
         indexed = {
-            str(lb) for lb, props in zip(have.get("label", []), have.get("properties", []), strict=True)
+            str(lb)
+            for lb, props in zip(have.get("label", []), have.get("properties", []), strict=True)
             if isinstance(props, list) and "id" in props
         }
         for label in labels:
@@ -365,7 +428,7 @@ class Neo4jStore(GraphStore):
         while True:
 
             def work(tx: neo4j.ManagedTransaction) -> int:
-                record = tx.run(cypher, limit=limit).single()
+                record = self._run(tx, cypher, {"limit": limit}).single()
                 return int(record["deleted"]) if record is not None else 0
 
             n = self._write(cypher, work)
@@ -419,7 +482,7 @@ class Neo4jStore(GraphStore):
 
         def work(tx: neo4j.ManagedTransaction) -> None:
             for statement in swap:
-                tx.run(statement).consume()
+                self._run(tx, statement, {}).consume()
 
         t0 = time.perf_counter()
         try:
@@ -427,7 +490,8 @@ class Neo4jStore(GraphStore):
         except BaseException:
             self._drop_staging()
             raise
-        stats.add("swap", sum(len(df) for df in tables.nodes.values()), time.perf_counter() - t0)
+        # The swap writes no new rows: it is recorded with 0 rows so that ``stats.total_rows`` stays the rows loaded.
+        stats.add("swap", 0, time.perf_counter() - t0)
         if progress:
-            progress("swap", stats.rows["swap"])
+            progress("swap", 0)
         return stats

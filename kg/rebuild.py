@@ -17,7 +17,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -106,11 +106,24 @@ def open_store(store: str | Path, *, read_only: bool = True, neo4j: Neo4jConfig 
     backend = manifest.get("backend", "ladybug")
     if backend == "ladybug":
         return LadybugStore(gen / GRAPH_FILE, read_only=read_only)
+    cfg = neo4j or Neo4jConfig.from_env()
+    if neo4j is None and not os.environ.get("NEO4J_URI") and (manifest.get("neo4j") or {}).get("uri"):
+        cfg = replace(cfg, uri=manifest["neo4j"]["uri"])  # the server the graph was built on
+    return open_neo4j(cfg)
+
+
+def open_neo4j(cfg: Neo4jConfig) -> GraphStore:
+    """A :class:`~scenerec.kg.neo4j_store.Neo4jStore` for ``cfg``."""
     from scenerec.kg.neo4j_store import Neo4jStore
 
-    cfg = neo4j or Neo4jConfig.from_env()
-    uri = os.environ.get("NEO4J_URI") or manifest.get("neo4j", {}).get("uri") or cfg.uri
-    return Neo4jStore(uri, cfg.user, cfg.password, database=cfg.database)
+    return Neo4jStore(
+        cfg.uri,
+        cfg.user,
+        cfg.password,
+        database=cfg.database,
+        batch_size=cfg.batch_size,
+        max_batch_bytes=cfg.max_batch_bytes,
+    )
 
 
 def load_idmap(store: str | Path) -> IdMap:
@@ -128,6 +141,7 @@ def rebuild(
     format: str | None = None,
     options: LoadOptions | None = None,
     neo4j: Neo4jConfig | None = None,
+    graph: GraphStore | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     keep_generations: int = 2,
 ) -> RebuildReport:
@@ -135,7 +149,8 @@ def rebuild(
 
     Nothing already stored is touched until the new graph is complete. ``progress(stage, rows, total)`` is called
     once with stage ``"read"`` before the dataset is read, then after each bulk-load stage with the rows it wrote
-    and the total number of graph rows to write. Returns a :class:`RebuildReport`.
+    and the total number of graph rows to write. With ``backend="neo4j"`` the graph goes to the server of
+    ``neo4j`` (default: the ``NEO4J_*`` environment), or into ``graph``, an open Neo4j store (left open). Returns a :class:`RebuildReport`.
     """
     backend = check_backend(backend)
     store = Path(store)
@@ -170,24 +185,26 @@ def rebuild(
     building.mkdir()
     try:
         t0 = time.perf_counter()
-        graph: GraphStore
         if backend == "ladybug":
-            graph = LadybugStore(building / GRAPH_FILE)
-            with graph:
-                graph.create_schema()
-                stats = graph.load_tables(tables, progress=step)
-                counts = graph.counts()
-                scenes = graph.scene_counts().to_dict("records")
+            with LadybugStore(building / GRAPH_FILE) as embedded:
+                embedded.create_schema()
+                stats = embedded.load_tables(tables, progress=step)
+                counts = embedded.counts()
+                scenes = embedded.scene_counts().to_dict("records")
         else:
             from scenerec.kg.neo4j_store import Neo4jStore
 
-            cfg = neo4j or Neo4jConfig.from_env()
-            neo = Neo4jStore(cfg.uri, cfg.user, cfg.password, database=cfg.database)
-            with neo:
+            neo = graph if graph is not None else open_neo4j(neo4j or Neo4jConfig.from_env())
+            if not isinstance(neo, Neo4jStore):
+                raise StoreError(f"backend 'neo4j' needs a Neo4jStore, not {type(neo).__name__}")
+            try:
                 neo.create_schema()
                 stats = neo.replace_with(tables, progress=step)
                 counts = neo.counts()
                 scenes = neo.scene_counts().to_dict("records")
+            finally:
+                if graph is None:
+                    neo.close()
         seconds["graph"] = time.perf_counter() - t0
 
         idmap.save(building / IDMAP)
@@ -207,7 +224,7 @@ def rebuild(
             "scenes": scenes,
             "rejects": len(result.rejects),
             "load_seconds": stats.seconds,
-            "neo4j": (neo4j or Neo4jConfig.from_env()).public() if backend == "neo4j" else None,
+            "neo4j": _neo4j_public(graph, neo4j) if backend == "neo4j" else None,
         }
         (building / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
         os.rename(building, store / name)
@@ -228,6 +245,13 @@ def rebuild(
         scenes=scenes,
         seconds=seconds,
     )
+
+
+def _neo4j_public(graph: GraphStore | None, cfg: Neo4jConfig | None) -> dict[str, str | None]:
+    """Where the graph lives, for the manifest (never the password)."""
+    if graph is not None:
+        return {"uri": str(getattr(graph, "uri", "")), "user": None, "database": getattr(graph, "database", None)}
+    return (cfg or Neo4jConfig.from_env()).public()
 
 
 def _prune(store: Path, keep: int) -> None:

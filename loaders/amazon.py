@@ -49,13 +49,13 @@ def split_attributes(attributes: Sequence[str], titles: Sequence[str]) -> list[t
         for k in range(len(toks)):
             children[tuple(toks[:k])][toks[k]] += 1
 
-    def level_end(prefix: tuple[str, ...]) -> bool:
-        return sum(1 for n in children[prefix].values() if n >= LEVEL_MIN_ITEMS) >= LEVEL_BRANCHING
-
+    branches = {p: len(c) >= BRANCHING for p, c in children.items()}
+    level_ends = {p: sum(1 for n in c.values() if n >= LEVEL_MIN_ITEMS) >= LEVEL_BRANCHING for p, c in children.items()}
     out: list[tuple[list[str], str]] = []
     for toks, title in zip(tokens, titles, strict=True):
         n = len(toks)
-        cuts = [k for k in range(1, n) if len(children[tuple(toks[:k])]) >= BRANCHING]
+        prefixes = [tuple(toks[:k]) for k in range(n)]
+        cuts = [k for k in range(1, n) if branches[prefixes[k]]]
         k_tree = cuts[-1] if cuts else n
         padded = f" {title} "
         k_title = None
@@ -63,7 +63,7 @@ def split_attributes(attributes: Sequence[str], titles: Sequence[str]) -> list[t
             if f" {' '.join(toks[-length:])} " in padded:
                 k_title = n - length
         k = k_title if k_title is not None and k_title >= k_tree else k_tree
-        levels_at = [c for c in range(1, k) if level_end(tuple(toks[:c]))]
+        levels_at = [c for c in range(1, k) if level_ends[prefixes[c]]]
         bounds = [0, *levels_at, k] if k > 0 else [0]
         levels = [" ".join(toks[a:b]) for a, b in itertools.pairwise(bounds) if b > a]
         out.append((levels, " ".join(toks[k:])))

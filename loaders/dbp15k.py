@@ -34,8 +34,8 @@ import pandas as pd
 
 from scenerec.errors import ConflictingIdError, DataFormatError
 from scenerec.loaders.base import Loader, LoadOptions, register
-from scenerec.loaders.lastfm import read_headerless
 from scenerec.loaders.rejects import RejectLog
+from scenerec.loaders.tables import read_headerless
 from scenerec.records import Dataset
 
 REQUIRED = ("ent_ids_1", "ent_ids_2", "triples_1", "triples_2")

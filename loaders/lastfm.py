@@ -24,7 +24,6 @@ Mapping onto the canonical tables (one scene, id ``options.scene`` or ``lastfm``
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -33,52 +32,13 @@ from scenerec.errors import DataFormatError
 from scenerec.loaders.base import Loader, LoadOptions, register
 from scenerec.loaders.cleaning import coerce_interactions
 from scenerec.loaders.rejects import RejectLog
-from scenerec.loaders.tables import read_table
+from scenerec.loaders.tables import read_headerless, read_table
 from scenerec.records import Dataset
 
 KGCN_FILES = ("user_artists.dat", "item_index2entity_id.txt", "kg.txt")
 #: Prefix of the ids of KG entities that are not artists.
 ENTITY_PREFIX = "satori:"
 _TRUE = {"1", "true", "yes", "on"}
-
-
-def read_headerless(
-    path: Path, names: Sequence[str], rejects: RejectLog, *, sep: str = "\t", encoding: str = "utf-8"
-) -> pd.DataFrame:
-    """Read a delimited file without a header line into string columns ``names`` plus ``_file`` / ``_line``.
-
-    Fields are split on ``sep`` exactly (no quoting: identifiers such as URIs may contain quotes); surrounding
-    whitespace and ``\\r`` are stripped. Blank lines are skipped; a line with the wrong number of fields goes to
-    ``rejects`` with its 1-based line number.
-    """
-    if not path.is_file():
-        raise DataFormatError("file not found", file=path)
-    try:
-        text = path.read_bytes().decode(encoding)
-    except UnicodeDecodeError as exc:
-        raise DataFormatError(f"not {encoding} text ({exc.reason} at byte {exc.start})", file=path) from None
-    n = len(names)
-    raw_lines = text.split("\n")
-    if raw_lines and raw_lines[-1] == "":
-        raw_lines.pop()
-    rows = [ln.rstrip("\r").split(sep) for ln in raw_lines]
-    lines = [i for i, r in enumerate(rows, start=1) if len(r) == n]
-    if len(lines) != len(rows):
-        for lineno, r in enumerate(rows, start=1):
-            if len(r) != n and (len(r) > 1 or r[0].strip()):  # blank lines are skipped silently
-                rejects.add(
-                    str(path),
-                    lineno,
-                    f"expected {n} fields ({', '.join(names)}) separated by {sep!r}, found {len(r)}",
-                )
-        rows = [rows[i - 1] for i in lines]
-    columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
-    df = pd.DataFrame(
-        {name: pd.array([v.strip() for v in col], dtype="string") for name, col in zip(names, columns, strict=True)}
-    )
-    df["_line"] = pd.array(lines, dtype="Int64")
-    df["_file"] = pd.array([str(path)] * len(df), dtype="string")
-    return df
 
 
 def _kgcn_dir(path: Path) -> Path:

@@ -133,3 +133,42 @@ def read_table(
             raise MissingColumnError(path, col, [c for c in df.columns if not c.startswith("_")])
     df["_file"] = pd.array([str(path)] * len(df), dtype="string")
     return df
+
+
+def read_headerless(
+    path: Path, names: Sequence[str], rejects: RejectLog, *, sep: str = "\t", encoding: str = "utf-8"
+) -> pd.DataFrame:
+    """Read a delimited file without a header line into string columns ``names`` plus ``_file`` / ``_line``.
+
+    Fields are split on ``sep`` exactly (no quoting: identifiers such as URIs may contain quotes); surrounding
+    whitespace and ``\\r`` are stripped. Blank lines are skipped; a line with the wrong number of fields goes to
+    ``rejects`` with its 1-based line number.
+    """
+    if not path.is_file():
+        raise DataFormatError("file not found", file=path)
+    try:
+        text = path.read_bytes().decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise DataFormatError(f"not {encoding} text ({exc.reason} at byte {exc.start})", file=path) from None
+    n = len(names)
+    raw_lines = text.split("\n")
+    if raw_lines and raw_lines[-1] == "":
+        raw_lines.pop()
+    rows = [ln.rstrip("\r").split(sep) for ln in raw_lines]
+    lines = [i for i, r in enumerate(rows, start=1) if len(r) == n]
+    if len(lines) != len(rows):
+        for lineno, r in enumerate(rows, start=1):
+            if len(r) != n and (len(r) > 1 or r[0].strip()):  # blank lines are skipped silently
+                rejects.add(
+                    str(path),
+                    lineno,
+                    f"expected {n} fields ({', '.join(names)}) separated by {sep!r}, found {len(r)}",
+                )
+        rows = [rows[i - 1] for i in lines]
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
+    df = pd.DataFrame(
+        {name: pd.array([v.strip() for v in col], dtype="string") for name, col in zip(names, columns, strict=True)}
+    )
+    df["_line"] = pd.array(lines, dtype="Int64")
+    df["_file"] = pd.array([str(path)] * len(df), dtype="string")
+    return df

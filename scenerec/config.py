@@ -21,15 +21,35 @@ class Neo4jConfig:
     user: str | None = None
     password: str | None = None
     database: str | None = None
+    #: Rows per ``UNWIND $rows`` batch, and the most bytes of parameters one batch may carry.
+    batch_size: int = 1000
+    max_batch_bytes: int = 1_000_000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Neo4jConfig:
+        """From ``NEO4J_URI``, ``NEO4J_USER``, ``NEO4J_PASSWORD``, ``NEO4J_DATABASE``,
+        ``SCENEREC_NEO4J_BATCH_SIZE`` and ``SCENEREC_NEO4J_MAX_BATCH_BYTES``."""
         env = os.environ if env is None else env
+
+        def positive(name: str, default: int) -> int:
+            raw = env.get(name)
+            if not raw:
+                return default
+            try:
+                value = int(raw)
+            except ValueError:
+                value = 0
+            if value < 1:
+                raise ConfigError(f"{name}={raw!r}: expected a positive integer")
+            return value
+
         return cls(
-            uri=env.get("NEO4J_URI", cls.uri),
+            uri=env.get("NEO4J_URI") or cls.uri,
             user=env.get("NEO4J_USER") or None,
             password=env.get("NEO4J_PASSWORD") or None,
             database=env.get("NEO4J_DATABASE") or None,
+            batch_size=positive("SCENEREC_NEO4J_BATCH_SIZE", cls.batch_size),
+            max_batch_bytes=positive("SCENEREC_NEO4J_MAX_BATCH_BYTES", cls.max_batch_bytes),
         )
 
     def public(self) -> dict[str, str | None]:

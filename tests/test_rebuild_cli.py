@@ -15,6 +15,7 @@ import pytest
 from scenerec.cli import SAMPLE, main
 from scenerec.kg import open_store, read_manifest, rebuild
 from scenerec.kg.ladybug_store import LadybugStore
+from scenerec.kg.neo4j_store import Neo4jStore
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -181,3 +182,37 @@ def test_demo_prints_what_it_did(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "Entities that both scenes share" in out and "brand:avery" in out
     assert "shared_users" in out and "700" in out
     assert "2-hop neighbourhood of user" in out
+
+
+@pytest.mark.neo4j
+def test_rebuild_into_neo4j_then_query_through_the_store_folder(
+    neo4j_root: Neo4jStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The stand-in takes parameter maps of ~4 KB at most; the rebuild shares the session's driver with the suite.
+    neo = Neo4jStore(driver=neo4j_root.driver, max_batch_bytes=3000, timeout=30.0)
+    neo.clear()
+    store = tmp_path / "store"
+    report = rebuild(SAMPLE, store, backend="neo4j", graph=neo)
+    assert report.counts["nodes"] == {"Scene": 2, "User": 700, "Item": 2211, "Entity": 1233}
+    assert report.counts["edges"]["INTERACTED"] == 8717
+    manifest = read_manifest(store)
+    assert manifest["backend"] == "neo4j" and manifest["neo4j"]["uri"] == neo.uri
+    assert "password" not in json.dumps(manifest)
+    shared = neo.shared_entities(limit=3)
+    assert shared["entity"].iloc[0] == "brand:avery"
+    # A second rebuild from a dataset that fails leaves the Neo4j graph as it was.
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "items.csv").write_text("item_id,scene\nz1,a\n")
+    (bad / "triples.csv").write_text("head,relation,tail\nz1,r,e1\n")
+    monkeypatch.setattr(Neo4jStore, "_load_edges", _fail_loading_edges)
+    with pytest.raises(RuntimeError, match="injected"):
+        rebuild(bad, store, backend="neo4j", graph=neo)
+    assert neo.counts()["nodes"]["Item"] == 2211
+    assert neo.query("MATCH (i:Item) WHERE i.id = $id RETURN i.id", id="z1").empty
+    neo.clear()
+    neo.close()
+
+
+def _fail_loading_edges(self: Neo4jStore, table: object) -> int:
+    raise RuntimeError("injected failure while loading relationships")
