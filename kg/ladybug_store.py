@@ -5,14 +5,16 @@ Bulk loads go through ``COPY ... FROM`` an Arrow table (about a million rows per
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from scenerec.errors import BackendUnavailableError, StoreError
-from scenerec.kg.schema import NODES, RELS
+from scenerec.kg.schema import NODES, RELS, check_label
 from scenerec.kg.store import GraphStore
 from scenerec.kg.tables import EdgeTable
 
@@ -78,19 +80,68 @@ class LadybugStore(GraphStore):
     def _label_expr(self, var: str) -> str:
         return f"label({var})"
 
-    def _create_schema(self) -> None:
+    def _create_schema(self, embedding_dims: dict[str, int]) -> None:
         existing = set(self._query("CALL show_tables() RETURN name", {})["name"])
         for nt in NODES.values():
+            dim = embedding_dims.get(nt.label)
             if nt.label in existing:
+                if dim is not None:
+                    self._ensure_embedding_column(nt.label, dim)
                 continue
             cols = ", ".join(f"{name} {typ}" for name, typ in nt.properties)
-            self._execute(f"CREATE NODE TABLE {nt.label}({cols}, PRIMARY KEY(id))")
+            emb = f", embedding FLOAT[{int(dim)}]" if dim is not None else ""
+            self._execute(f"CREATE NODE TABLE {nt.label}({cols}{emb}, PRIMARY KEY(id))")
         for rt in RELS.values():
             if rt.type in existing:
                 continue
             pairs = ", ".join(f"FROM {a} TO {b}" for a, b in rt.pairs)
             props = "".join(f", {name} {typ}" for name, typ in rt.properties)
             self._execute(f"CREATE REL TABLE {rt.type}({pairs}{props})")
+
+    def _embedding_dim(self, label: str) -> int | None:
+        """Size of the ``embedding`` column of ``label``'s table, or None when it has none."""
+        info = self._query(f"CALL table_info('{label}') RETURN *", {})
+        hit = info[info["name"] == "embedding"]
+        if hit.empty:
+            return None
+        m = re.match(r"FLOAT\[(\d+)\]", str(hit["type"].iloc[0]))
+        return int(m.group(1)) if m else None
+
+    def _ensure_embedding_column(self, label: str, dim: int) -> None:
+        have = self._embedding_dim(label)
+        if have is None:
+            self._execute(f"ALTER TABLE {label} ADD embedding FLOAT[{int(dim)}]")
+        elif have != dim:
+            raise StoreError(f":{label} embeddings have size {have} in this store, not {dim}; rebuild the store")
+
+    def _load_nodes_with_embeddings(self, label: str, rows: pd.DataFrame, vectors: np.ndarray) -> int:
+        # One COPY with the vectors as a fixed-size-list column (an UPDATE per node would be ~1k rows/s).
+        self._ensure_embedding_column(label, vectors.shape[1])
+        return self._load_nodes(label, rows, vectors)
+
+    def _set_embeddings(self, label: str, ids: list[str], vectors: np.ndarray) -> int:
+        present = set(self._query(f"MATCH (n:{label}) WHERE n.id IN $ids RETURN n.id AS id", {"ids": ids})["id"])
+        missing = [i for i in ids if i not in present][:5]
+        if missing:
+            raise StoreError(f"no :{label} node with id {', '.join(map(repr, missing))}; cannot set its embedding")
+        self._ensure_embedding_column(label, vectors.shape[1])
+        done = 0
+        for start in range(0, len(ids), 2000):
+            rows = [
+                {"id": i, "e": v.tolist()}
+                for i, v in zip(ids[start : start + 2000], vectors[start : start + 2000], strict=True)
+            ]
+            df = self._query(
+                f"UNWIND $rows AS row MATCH (n:{label}) WHERE n.id = row.id SET n.embedding = row.e RETURN count(n) AS n",
+                {"rows": rows},
+            )
+            done += int(df["n"].iloc[0]) if len(df) else 0
+        return done
+
+    def node_embeddings(self, label: str) -> tuple[list[str], np.ndarray]:
+        if self._embedding_dim(check_label(label).label) is None:
+            return [], np.zeros((0, 0), dtype=np.float32)
+        return super().node_embeddings(label)
 
     def _copy(self, statement: str, scan_rows: pa.Table) -> None:
         # COPY ... FROM scan_rows reads the Arrow table from this frame's local variable of that name.
@@ -101,7 +152,7 @@ class LadybugStore(GraphStore):
         except RuntimeError as exc:
             raise StoreError(f"LadybugDB: {exc}") from exc
 
-    def _load_nodes(self, label: str, rows: pd.DataFrame) -> int:
+    def _load_nodes(self, label: str, rows: pd.DataFrame, vectors: np.ndarray | None = None) -> int:
         # COPY with a duplicate primary key crashes LadybugDB 0.22, so ids already present are refused first.
         if self._count(f"MATCH (n:{label}) RETURN count(n) AS n"):
             clash = self._query(
@@ -111,7 +162,13 @@ class LadybugStore(GraphStore):
             if len(clash):
                 raise StoreError(f":{label} id {clash['id'].iloc[0]!r} already exists in the store")
         before = self._count(f"MATCH (n:{label}) RETURN count(n) AS n")
-        self._copy(f"COPY {label} FROM scan_rows", _arrow(rows))
+        table = _arrow(rows)
+        if vectors is not None:
+            flat = pa.array(vectors.astype(np.float32).ravel(), type=pa.float32())
+            table = table.append_column("embedding", pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1]))
+        elif self._embedding_dim(label) is not None:
+            table = table.append_column("embedding", pa.nulls(len(rows), pa.list_(pa.float32())))
+        self._copy(f"COPY {label} FROM scan_rows", table)
         self._check_copied(f":{label}", before, self._count(f"MATCH (n:{label}) RETURN count(n) AS n"), len(rows))
         return len(rows)
 

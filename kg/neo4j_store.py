@@ -40,6 +40,7 @@ from contextlib import contextmanager
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import numpy as np
 import pandas as pd
 
 from scenerec.errors import BackendUnavailableError, ConfigError, StoreError
@@ -337,7 +338,8 @@ class Neo4jStore(GraphStore):
         return self._prefix + check_label(label).label
 
     # ---------------------------------------------------------------- schema
-    def _create_schema(self) -> None:
+    def _create_schema(self, embedding_dims: dict[str, int]) -> None:
+        # Properties need no declaration in Neo4j; the embedding sizes are checked when vectors are written.
         self._ensure_id_index([check_label(lb).label for lb in NODES])
 
     def _ensure_id_index(self, labels: list[str]) -> None:
@@ -383,6 +385,25 @@ class Neo4jStore(GraphStore):
         cypher = f"UNWIND $rows AS row CREATE (n:{target}) SET n = row"
         refusal = f":{label} id {{!r}} already exists in the store"
         return sum(self._write_batch(cypher, batch, check, refusal) for batch in self._batches(records))
+
+    def _set_embeddings(self, label: str, ids: list[str], vectors: np.ndarray) -> int:
+        """Vectors as list properties, in batches bounded by ``max_batch_bytes``. A vector too large for one
+        batch on its own (the stand-in takes ~4 KB of parameters) is written in parts and concatenated."""
+        target = self._target(label)
+        missing = self._missing(label, pd.Series(ids))
+        if missing:
+            raise StoreError(f"no :{label} node with id {', '.join(map(repr, missing))}; cannot set its embedding")
+        dim = vectors.shape[1]
+        widest = max(_row_bytes({"id": i, "part": vectors[0].tolist()}) for i in ids[:1000])
+        parts = max(1, -(-widest // max(1, self.max_batch_bytes // 2)))
+        step = -(-dim // parts)
+        for p, start in enumerate(range(0, dim, step)):
+            rows = [{"id": i, "part": v[start : start + step].tolist()} for i, v in zip(ids, vectors, strict=True)]
+            value = "row.part" if p == 0 else "n.embedding + row.part"
+            cypher = f"UNWIND $rows AS row MATCH (n:{target} {{id: row.id}}) SET n.embedding = {value}"
+            for batch in self._batches(rows):
+                self._write_batch(cypher, batch)
+        return len(ids)
 
     def _missing(self, label: str, ids: pd.Series) -> list[str]:
         """Up to five of ``ids`` that no node of (the target label of) ``label`` has."""

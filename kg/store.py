@@ -138,15 +138,27 @@ class GraphStore(abc.ABC):
         return f"labels({var})[0]"
 
     # ---------------------------------------------------------------- writing
-    def create_schema(self) -> None:
-        """Create node tables / constraints for every label and relationship type (idempotent)."""
-        self._create_schema()
+    def create_schema(self, embedding_dims: Mapping[str, int] | None = None) -> None:
+        """Create node tables / constraints for every label and relationship type (idempotent).
+
+        ``embedding_dims`` (label -> size) declares the ``embedding`` float-array property of those labels.
+        """
+        dims = {}
+        for label, dim in (embedding_dims or {}).items():
+            check_label(label)
+            if not isinstance(dim, (int, np.integer)) or dim < 1:
+                raise SchemaError(f"embedding size of :{label} must be a positive integer, not {dim!r}")
+            dims[label] = int(dim)
+        self._create_schema(dims)
 
     @abc.abstractmethod
-    def _create_schema(self) -> None: ...
+    def _create_schema(self, embedding_dims: dict[str, int]) -> None: ...
 
-    def load_nodes(self, label: str, rows: pd.DataFrame) -> int:
-        """Bulk-insert nodes of ``label``; ``rows`` has the label's schema columns and unique new ids."""
+    def load_nodes(self, label: str, rows: pd.DataFrame, embeddings: np.ndarray | None = None) -> int:
+        """Bulk-insert nodes of ``label``; ``rows`` has the label's schema columns and unique new ids.
+
+        ``embeddings``: optional float array ``(len(rows), dim)`` stored as the nodes' ``embedding`` property.
+        """
         nt = check_label(label)
         missing = [c for c in nt.columns if c not in rows.columns]
         if missing:
@@ -155,10 +167,52 @@ class GraphStore(abc.ABC):
             raise SchemaError(f":{label} id {rows.loc[rows['id'].duplicated(), 'id'].iloc[0]!r} occurs twice")
         if rows.empty:
             return 0
-        return self._load_nodes(label, rows[nt.columns].reset_index(drop=True))
+        rows = rows[nt.columns].reset_index(drop=True)
+        if embeddings is None:
+            return self._load_nodes(label, rows)
+        vectors = _check_vectors(label, embeddings, len(rows))
+        return self._load_nodes_with_embeddings(label, rows, vectors)
 
     @abc.abstractmethod
     def _load_nodes(self, label: str, rows: pd.DataFrame) -> int: ...
+
+    def _load_nodes_with_embeddings(self, label: str, rows: pd.DataFrame, vectors: np.ndarray) -> int:
+        """Nodes, then their embeddings; backends that can load both at once override this."""
+        n = self._load_nodes(label, rows)
+        self._set_embeddings(label, [str(i) for i in rows["id"]], vectors)
+        return n
+
+    def set_embeddings(self, label: str, ids: Sequence[str], vectors: np.ndarray) -> int:
+        """Set the ``embedding`` property of existing nodes ``ids`` of ``label`` (rows of ``vectors``)."""
+        check_label(label)
+        vectors = _check_vectors(label, vectors, len(ids))
+        if not len(ids):
+            return 0
+        return self._set_embeddings(label, [str(i) for i in ids], vectors)
+
+    @abc.abstractmethod
+    def _set_embeddings(self, label: str, ids: list[str], vectors: np.ndarray) -> int: ...
+
+    def node_embeddings(self, label: str) -> tuple[list[str], np.ndarray]:
+        """Ids and ``embedding`` vectors (float32, one row each) of the nodes of ``label`` that have one."""
+        check_label(label)
+        df = self.query(f"MATCH (n:{label}) WHERE n.embedding IS NOT NULL RETURN n.id AS id, n.embedding AS e")
+        if df.empty:
+            return [], np.zeros((0, 0), dtype=np.float32)
+        return [str(i) for i in df["id"]], np.asarray(df["e"].tolist(), dtype=np.float32)
+
+    def node_features(self, idmap: IdMap) -> dict[str, np.ndarray]:
+        """Embeddings as arrays aligned with ``idmap``: ``{kind: float32 (idmap.size(kind), dim)}`` for the kinds
+        whose nodes carry embeddings; rows of nodes without one are zero."""
+        out: dict[str, np.ndarray] = {}
+        for kind, label in LABEL_OF_KIND.items():
+            ids, vectors = self.node_embeddings(label)
+            if not ids:
+                continue
+            arr = np.zeros((idmap.size(kind), vectors.shape[1]), dtype=np.float32)
+            arr[idmap.indices(kind, ids)] = vectors
+            out[kind] = arr
+        return out
 
     def load_edges(self, table: EdgeTable) -> int:
         """Bulk-insert relationships of one type between one label pair (endpoints must exist)."""
@@ -174,7 +228,7 @@ class GraphStore(abc.ABC):
         stats = LoadStats()
         for label, rows in tables.nodes.items():
             t0 = time.perf_counter()
-            n = self.load_nodes(label, rows)
+            n = self.load_nodes(label, rows, tables.embeddings.get(label))
             stats.add(label, n, time.perf_counter() - t0)
             if progress:
                 progress(label, n)
@@ -396,6 +450,15 @@ class GraphStore(abc.ABC):
             "scene", items.loc[has, "scene"].astype(str)
         )
         return EdgeIndex(idmap=idmap, edges=edges, item_scene=item_scene)
+
+
+def _check_vectors(label: str, vectors: Any, n: int) -> np.ndarray:
+    arr = np.asarray(vectors, dtype=np.float32)
+    if arr.ndim != 2 or arr.shape[0] != n or arr.shape[1] < 1:
+        raise SchemaError(f"embeddings of :{label} must have shape ({n}, dim), not {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise SchemaError(f"embeddings of :{label} contain NaN or infinite values")
+    return arr
 
 
 def check_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from scenerec.errors import SchemaError
@@ -34,11 +36,20 @@ class GraphTables:
 
     nodes: dict[str, pd.DataFrame] = field(default_factory=dict)
     edges: list[EdgeTable] = field(default_factory=list)
+    #: Optional ``embedding`` vectors per label, rows aligned with ``nodes[label]``.
+    embeddings: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for label, df in self.nodes.items():
             nt = check_label(label)
             self.nodes[label] = df[nt.columns].reset_index(drop=True)
+        for label, vectors in self.embeddings.items():
+            if label not in self.nodes or vectors.ndim != 2 or len(vectors) != len(self.nodes[label]):
+                raise SchemaError(f"embeddings of :{label} do not match its {len(self.nodes.get(label, []))} rows")
+
+    @property
+    def embedding_dims(self) -> dict[str, int]:
+        return {label: int(v.shape[1]) for label, v in self.embeddings.items()}
 
     def row_counts(self) -> dict[str, int]:
         out = {label: len(df) for label, df in self.nodes.items()}
@@ -55,8 +66,11 @@ def _str(s: pd.Series) -> pd.Series:
     return s.astype("string").fillna("")
 
 
-def build_tables(ds: Dataset) -> GraphTables:
-    """The graph rows of a cleaned dataset. Requires unique ids per table (guaranteed by cleaning)."""
+def build_tables(ds: Dataset, embeddings: Mapping[str, np.ndarray] | None = None) -> GraphTables:
+    """The graph rows of a cleaned dataset. Requires unique ids per table (guaranteed by cleaning).
+
+    ``embeddings`` (label -> array with one row per row of the dataset's table) become ``embedding`` properties.
+    """
     nodes = {
         "Scene": ds.scenes[NODES["Scene"].columns],
         "User": ds.users[NODES["User"].columns],
@@ -142,4 +156,4 @@ def build_tables(ds: Dataset) -> GraphTables:
                     ),
                 )
             )
-    return GraphTables(nodes=nodes, edges=[e for e in edges if len(e.rows)])
+    return GraphTables(nodes=nodes, edges=[e for e in edges if len(e.rows)], embeddings=dict(embeddings or {}))

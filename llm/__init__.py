@@ -1,1 +1,21 @@
-"""scenerec.llm."""
+"""Text features: transformer text encoders, the embedding cache, node-feature initialisation, scene
+classification and semantic search over item texts."""
+
+from scenerec.llm.cache import EmbeddingCache, text_key
+from scenerec.llm.encoder import DEFAULT_MODEL, HFTextEncoder, TextEncoder, default_model_path
+from scenerec.llm.features import TEXT_LABELS, EmbedStats, embed_dataset
+from scenerec.llm.templates import TextTemplates, texts_frame
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "TEXT_LABELS",
+    "EmbedStats",
+    "EmbeddingCache",
+    "HFTextEncoder",
+    "TextEncoder",
+    "TextTemplates",
+    "default_model_path",
+    "embed_dataset",
+    "text_key",
+    "texts_frame",
+]

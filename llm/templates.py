@@ -1,0 +1,117 @@
+"""Text templates: what text of each node type the encoder sees (configurable)."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+import pandas as pd
+
+from scenerec.records import Dataset
+
+_URLISH = re.compile(r"^(https?://|www\.)", re.IGNORECASE)
+_IDISH_KEYS = re.compile(r"(^|_)(id|ids|url|uri|href|image|picture|asin|sku|isbn)($|_)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class TextTemplates:
+    """Format strings per node type; unknown or empty fields are left out cleanly.
+
+    * ``item``: fields ``title``, ``description``, ``attributes`` (the most telling attributes as ``key: value``
+      pairs, at most ``max_attributes``, ids and URLs left out; or only ``attribute_keys`` when given), ``scene``;
+    * ``entity``: ``name``, ``type``, ``id``;
+    * ``scene``: ``name``, ``description``, ``id``.
+    """
+
+    item: str = "{title}. {description}. {attributes}"
+    entity: str = "{name} ({type})"
+    scene: str = "{name}: {description}"
+    max_attributes: int = 4
+    attribute_keys: tuple[str, ...] | None = None
+    max_chars: int = 2000
+
+    def _attributes(self, text: str, skip: set[str]) -> str:
+        if not text:
+            return ""
+        try:
+            attrs = json.loads(text)
+        except json.JSONDecodeError:
+            return ""
+        keys = self.attribute_keys if self.attribute_keys is not None else [k for k in attrs if not _IDISH_KEYS.search(k)]
+        parts = []
+        for k in keys:
+            v = attrs.get(k)
+            if v in (None, "") or (isinstance(v, str) and (_URLISH.match(v) or v.strip().lower() in skip)):
+                continue
+            parts.append(f"{k}: {v}")
+            if len(parts) >= self.max_attributes:
+                break
+        return "; ".join(parts)
+
+    def _fill(self, template: str, fields: dict[str, str]) -> str:
+        text = template.format_map(_Blank(fields))
+        # Tidy separators left by empty fields: ". . x" -> "x", "name ()" -> "name".
+        text = re.sub(r"\(\s*\)", "", text)
+        text = re.sub(r"(\s*[.;:,]\s*)+(?=[.;:,]|$)", "", text)
+        text = re.sub(r"^\s*[.;:,]\s*", "", text)
+        text = re.sub(r"\s+", " ", text).strip()
+        return text[: self.max_chars]
+
+    def items(self, ds: Dataset) -> list[str]:
+        rows = ds.items[["id", "scene", "title", "description", "attributes"]].to_dict("records")
+        out = []
+        for r in rows:
+            # An attribute repeating the description (as a filled description does) is not repeated.
+            desc = str(r["description"])
+            attrs = self._attributes(str(r["attributes"]), set())
+            if attrs and desc and attrs.lower() in desc.lower():
+                attrs = ""
+            out.append(
+                self._fill(
+                    self.item,
+                    {"title": str(r["title"]), "description": desc, "attributes": attrs, "scene": str(r["scene"])},
+                )
+            )
+        return out
+
+    def entities(self, ds: Dataset) -> list[str]:
+        rows = ds.entities[["id", "type", "name"]].to_dict("records")
+        return [
+            self._fill(self.entity, {"name": str(r["name"]) or str(r["id"]), "type": str(r["type"]), "id": str(r["id"])})
+            for r in rows
+        ]
+
+    def scenes(self, ds: Dataset) -> list[str]:
+        rows = ds.scenes[["id", "name", "description"]].to_dict("records")
+        return [
+            self._fill(
+                self.scene,
+                {"name": str(r["name"]) or str(r["id"]), "description": str(r["description"]), "id": str(r["id"])},
+            )
+            for r in rows
+        ]
+
+    def for_label(self, label: str, ds: Dataset) -> list[str]:
+        """Texts of every node of ``label`` (``Item``, ``Entity``, ``Scene``), in the dataset's row order."""
+        if label == "Item":
+            return self.items(ds)
+        if label == "Entity":
+            return self.entities(ds)
+        if label == "Scene":
+            return self.scenes(ds)
+        raise ValueError(f"no text template for label {label!r} (expected Item, Entity or Scene)")
+
+
+class _Blank(dict[str, str]):
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+def texts_frame(ds: Dataset, templates: TextTemplates | None = None) -> pd.DataFrame:
+    """All texts the encoder sees, one row per node: ``label``, ``id``, ``text`` (for inspection)."""
+    t = templates or TextTemplates()
+    frames = []
+    for label, table in (("Scene", ds.scenes), ("Item", ds.items), ("Entity", ds.entities)):
+        frames.append(pd.DataFrame({"label": label, "id": table["id"].astype(str), "text": t.for_label(label, ds)}))
+    return pd.concat(frames, ignore_index=True)
