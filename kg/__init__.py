@@ -3,8 +3,11 @@ parameterised queries, scene subgraphs, networkx export, typed edge tables for t
 
 from scenerec.kg.ladybug_store import LadybugStore
 from scenerec.kg.rebuild import (
+    FeatureStep,
+    NodeVectors,
     RebuildReport,
     current_generation,
+    load_features,
     load_idmap,
     open_store,
     read_manifest,
@@ -19,10 +22,12 @@ __all__ = [
     "RELS",
     "EdgeIndex",
     "EdgeTable",
+    "FeatureStep",
     "GraphStore",
     "GraphTables",
     "LadybugStore",
     "LoadStats",
+    "NodeVectors",
     "RebuildReport",
     "Subgraph",
     "build_tables",
@@ -30,6 +35,7 @@ __all__ = [
     "check_property",
     "check_rel",
     "current_generation",
+    "load_features",
     "load_idmap",
     "open_store",
     "read_manifest",

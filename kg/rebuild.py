@@ -22,13 +22,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from scenerec.config import Backend, Neo4jConfig, check_backend
 from scenerec.errors import StoreError, StoreNotFoundError
 from scenerec.ids import IdMap
 from scenerec.kg.ladybug_store import LadybugStore
+from scenerec.kg.schema import LABEL_OF_KIND
 from scenerec.kg.store import GraphStore, LoadStats
 from scenerec.kg.tables import build_tables
 from scenerec.loaders import LoadOptions, LoadResult, load_dataset
+from scenerec.records import Dataset
 
 GRAPH_FILE = "graph.lbug"
 MANIFEST = "manifest.json"
@@ -49,6 +53,7 @@ class RebuildReport:
     counts: dict[str, dict[str, int]]
     scenes: list[dict[str, Any]]
     seconds: dict[str, float] = field(default_factory=dict)
+    features: dict[str, Any] = field(default_factory=dict)
 
     @property
     def rejects_file(self) -> Path:
@@ -130,7 +135,30 @@ def load_idmap(store: str | Path) -> IdMap:
     return IdMap.load(current_generation(store) / IDMAP)
 
 
-ProgressFactory = Callable[[str, int], Callable[[str, int], None]]
+FEATURES = "features.npz"
+
+
+@dataclass
+class NodeVectors:
+    """What a ``features`` step of :func:`rebuild` returns: vectors per node label, rows in the order of the
+    dataset's tables (``Item`` -> ``dataset.items``), and facts about them for the manifest (model, size, ...)."""
+
+    vectors: dict[str, np.ndarray]
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+FeatureStep = Callable[[Dataset, Path], NodeVectors]
+"""``features(dataset, store_folder) -> NodeVectors``: computes node vectors during a rebuild (e.g. text
+embeddings, cached in ``store_folder``); injected by the caller so that this layer needs no model."""
+
+
+def load_features(store: str | Path) -> dict[str, np.ndarray]:
+    """The node vectors of the live generation, aligned with its id map: ``{kind: float32 (n, dim)}``."""
+    path = current_generation(store) / FEATURES
+    if not path.is_file():
+        return {}
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
 
 
 def rebuild(
@@ -142,6 +170,7 @@ def rebuild(
     options: LoadOptions | None = None,
     neo4j: Neo4jConfig | None = None,
     graph: GraphStore | None = None,
+    features: FeatureStep | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     keep_generations: int = 2,
 ) -> RebuildReport:
@@ -150,7 +179,9 @@ def rebuild(
     Nothing already stored is touched until the new graph is complete. ``progress(stage, rows, total)`` is called
     once with stage ``"read"`` before the dataset is read, then after each bulk-load stage with the rows it wrote
     and the total number of graph rows to write. With ``backend="neo4j"`` the graph goes to the server of
-    ``neo4j`` (default: the ``NEO4J_*`` environment), or into ``graph``, an open Neo4j store (left open). Returns a :class:`RebuildReport`.
+    ``neo4j`` (default: the ``NEO4J_*`` environment), or into ``graph``, an open Neo4j store (left open).
+    ``features`` computes node vectors (stored as ``embedding`` properties and as ``features.npz`` aligned with
+    the id map). Returns a :class:`RebuildReport`.
     """
     backend = check_backend(backend)
     store = Path(store)
@@ -161,8 +192,15 @@ def rebuild(
     result = load_dataset(dataset, format=format, options=options)
     seconds["load+clean"] = time.perf_counter() - t0
 
+    vectors = NodeVectors({})
+    if features is not None:
+        t0 = time.perf_counter()
+        store.mkdir(parents=True, exist_ok=True)
+        vectors = features(result.dataset, store)
+        seconds["features"] = time.perf_counter() - t0
+
     t0 = time.perf_counter()
-    tables = build_tables(result.dataset)
+    tables = build_tables(result.dataset, embeddings=vectors.vectors)
     idmap = IdMap(
         {
             "scene": result.dataset.scenes["id"].tolist(),
@@ -187,7 +225,7 @@ def rebuild(
         t0 = time.perf_counter()
         if backend == "ladybug":
             with LadybugStore(building / GRAPH_FILE) as embedded:
-                embedded.create_schema()
+                embedded.create_schema(embedding_dims=tables.embedding_dims)
                 stats = embedded.load_tables(tables, progress=step)
                 counts = embedded.counts()
                 scenes = embedded.scene_counts().to_dict("records")
@@ -198,7 +236,7 @@ def rebuild(
             if not isinstance(neo, Neo4jStore):
                 raise StoreError(f"backend 'neo4j' needs a Neo4jStore, not {type(neo).__name__}")
             try:
-                neo.create_schema()
+                neo.create_schema(embedding_dims=tables.embedding_dims)
                 stats = neo.replace_with(tables, progress=step)
                 counts = neo.counts()
                 scenes = neo.scene_counts().to_dict("records")
@@ -208,6 +246,10 @@ def rebuild(
         seconds["graph"] = time.perf_counter() - t0
 
         idmap.save(building / IDMAP)
+        if vectors.vectors:
+            kinds = {label: kind for kind, label in LABEL_OF_KIND.items()}
+            arrays: dict[str, Any] = {kinds[label]: v for label, v in vectors.vectors.items()}
+            np.savez(building / FEATURES, **arrays)
         result.rejects.write_csv(building / REJECTS)
         manifest = {
             "format_version": 1,
@@ -223,6 +265,7 @@ def rebuild(
             "counts": counts,
             "scenes": scenes,
             "rejects": len(result.rejects),
+            "features": vectors.info or None,
             "load_seconds": stats.seconds,
             "neo4j": _neo4j_public(graph, neo4j) if backend == "neo4j" else None,
         }
@@ -244,6 +287,7 @@ def rebuild(
         counts=counts,
         scenes=scenes,
         seconds=seconds,
+        features=vectors.info,
     )
 
 

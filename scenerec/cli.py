@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from scenerec import __version__
+from scenerec.config import EmbedConfig
 from scenerec.errors import ScenerecError
 
 SAMPLE = Path(__file__).resolve().parent / "sample_data" / "amazon_arts_office"
@@ -55,29 +56,39 @@ def _print_frame(df: pd.DataFrame, fmt: str) -> None:
 
 
 class _Progress:
-    """A tqdm bar over the graph rows of a rebuild (on stderr; off with --quiet or when stderr is not a terminal)."""
+    """Progress bars on stderr for a rebuild: texts embedded, then graph rows loaded (off with --quiet or when
+    stderr is not a terminal)."""
 
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
-        self.bar: Any = None
+        self.bars: dict[str, Any] = {}
+
+    def _bar(self, phase: str, total: int, desc: str, unit: str) -> Any:
+        if phase not in self.bars:
+            from tqdm import tqdm
+
+            for other in self.bars.values():
+                other.close()
+            self.bars[phase] = tqdm(
+                total=total, unit=unit, unit_scale=True, desc=desc, disable=self.quiet or None, leave=False
+            )
+        return self.bars[phase]
 
     def __call__(self, stage: str, rows: int, total: int) -> None:
         if stage == "read":
             if not self.quiet and sys.stderr.isatty():
                 print("reading and cleaning the dataset ...", file=sys.stderr)
-            return
-        if self.bar is None:
-            from tqdm import tqdm
-
-            self.bar = tqdm(
-                total=total, unit="rows", unit_scale=True, desc="loading graph", disable=self.quiet or None, leave=False
-            )
-        self.bar.set_postfix_str(stage)
-        self.bar.update(rows)
+        elif stage == "embed":  # rows = texts encoded so far
+            bar = self._bar("embed", total, "embedding texts", "texts")
+            bar.update(rows - bar.n)
+        else:  # rows = graph rows written by this stage
+            bar = self._bar("graph", total, "loading graph", "rows")
+            bar.set_postfix_str(stage)
+            bar.update(rows)
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+        for bar in self.bars.values():
+            bar.close()
 
 
 def _print_rebuild(report: Any) -> None:
@@ -89,6 +100,14 @@ def _print_rebuild(report: Any) -> None:
     print("edges:   " + ", ".join(f"{k} {v:,}" for k, v in report.counts["edges"].items()))
     print("per scene:")
     _print_frame(pd.DataFrame(report.scenes), "table")
+    if report.features:
+        f = report.features
+        print(
+            f"text:    {sum(f['texts'].values()):,} texts embedded with {f['model']} ({f['dim']} dims): "
+            f"{sum(f['cached'].values()):,} from the cache, {f['encoded']:,} encoded in {f['seconds']:.1f} s"
+        )
+    else:
+        print("text:    not embedded (--no-embed)")
     rate = report.stats.total_rows / max(report.stats.total_seconds, 1e-9)
     times = ", ".join(f"{k} {v:.2f}s" for k, v in report.seconds.items())
     print(f"time:    {times} (bulk load {report.stats.total_rows:,} rows at {rate:,.0f} rows/s)")
@@ -99,9 +118,15 @@ def _print_rebuild(report: Any) -> None:
         print(f"note:    {ds.meta['inferred_entities']:,} entities were known only from triples (no entities row)")
 
 
+def _embed_config(args: argparse.Namespace) -> EmbedConfig | None:
+    if getattr(args, "no_embed", False):
+        return None
+    return EmbedConfig(model=args.model, threads=args.threads, device=args.device)
+
+
 def cmd_rebuild(args: argparse.Namespace) -> int:
-    from scenerec.kg import rebuild
     from scenerec.loaders import LoadOptions, load_dataset
+    from scenerec.pipeline import build
 
     options = LoadOptions(scene=args.scene, min_rating=args.min_rating)
     if args.dry_run:
@@ -110,8 +135,14 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
         return 0
     progress = _Progress(args.quiet)
     try:
-        report = rebuild(
-            args.dataset, args.store, backend=args.backend, format=args.format, options=options, progress=progress
+        report = build(
+            args.dataset,
+            args.store,
+            backend=args.backend,
+            format=args.format,
+            options=options,
+            embed=_embed_config(args),
+            progress=progress,
         )
     finally:
         progress.close()
@@ -142,6 +173,18 @@ def cmd_info(args: argparse.Namespace) -> int:
     print("edges:   " + ", ".join(f"{k} {v:,}" for k, v in manifest["counts"]["edges"].items()))
     _print_frame(pd.DataFrame(manifest["scenes"]), "table")
     print(f"rejects: {manifest['rejects']:,}")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from scenerec.engine import Engine
+
+    with Engine.open(args.store) as engine:
+        try:
+            hits = engine.search_items(args.text, scene=args.scene, k=args.k)
+        except ValueError as exc:
+            raise ScenerecError(str(exc)) from None
+    _print_frame(hits, args.format)
     return 0
 
 
@@ -176,7 +219,8 @@ DEMO_QUERIES: list[tuple[str, str, dict[str, Any]]] = [
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from scenerec.kg import open_store, rebuild
+    from scenerec.kg import open_store
+    from scenerec.pipeline import build
 
     sample = Path(args.sample)
     print(f"scenerec {__version__} demo: rebuild the knowledge graph of the bundled sample, then query it")
@@ -184,7 +228,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     progress = _Progress(args.quiet)
     try:
-        report = rebuild(sample, args.store, progress=progress)
+        report = build(sample, args.store, progress=progress)
     finally:
         progress.close()
     print(f"\n== rebuild ({time.perf_counter() - t0:.1f} s)")
@@ -205,8 +249,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
         hood = store.k_hop(user, k=2, label="User")
         print(f"\n== 2-hop neighbourhood of user {user}: nodes per label and distance")
         _print_frame(hood.groupby(["hops", "label"]).size().rename("nodes").reset_index(), "table")
+    if report.features:
+        from scenerec.engine import Engine
+
+        with Engine.open(args.store) as engine:
+            print("\n== Semantic search (text embeddings): 'blue gel pens' among office items")
+            _print_frame(engine.search_items("blue gel pens", scene="office", k=5), "table")
     print(f'\nQuery it yourself:  scenerec query --store {args.store} "MATCH (s:Scene) RETURN s.id, s.name"')
+    print(f'Search by meaning:  scenerec search --store {args.store} "watercolor paper" -k 5')
     return 0
+
+
+def _add_embed_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-embed", action="store_true", help="skip the text embeddings")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="text model: a local folder or Hugging Face name (default: bundled all-MiniLM-L6-v2)",
+    )
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads for the text model")
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA when available)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -222,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scene", default=None, help="scene id for single-scene formats")
     p.add_argument("--min-rating", type=float, default=None, help="drop interactions rated below this")
     p.add_argument("--dry-run", action="store_true", help="load and clean only; print the summary")
+    _add_embed_args(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_rebuild)
 
@@ -241,6 +304,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", required=True)
     p.add_argument("--format", default="table", choices=["table", "json"])
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("search", help="items nearest in meaning to a text (text embeddings)")
+    p.add_argument("text")
+    p.add_argument("--store", required=True)
+    p.add_argument("-k", type=int, default=10, help="how many items (default 10)")
+    p.add_argument("--scene", default=None, help="only items of this scene")
+    p.add_argument("--format", default="table", choices=["table", "json", "csv"])
+    p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("formats", help="list the dataset formats")
     p.set_defaults(func=cmd_formats)

@@ -61,3 +61,20 @@ def check_backend(name: str) -> Backend:
     if name not in BACKENDS:
         raise ConfigError(f"unknown backend {name!r}; expected one of {', '.join(BACKENDS)}")
     return name
+
+
+@dataclass(frozen=True)
+class EmbedConfig:
+    """How node texts are embedded during a rebuild.
+
+    ``model``: ``None`` for the bundled all-MiniLM-L6-v2, a local folder, or a Hugging Face model name.
+    ``threads``: torch CPU threads (default: torch's own choice). ``device``: ``cpu``, ``cuda``, ... (default:
+    CUDA when available). ``cache``: reuse vectors of unchanged texts from ``STORE/cache/embeddings``.
+    """
+
+    model: str | None = None
+    threads: int | None = None
+    batch_size: int = 64
+    device: str | None = None
+    max_length: int | None = None
+    cache: bool = True

@@ -8,6 +8,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -73,3 +74,22 @@ def neo4j_root() -> Iterator[Neo4jStore]:
             root = Neo4jStore(uri, connect_timeout=2.0, timeout=10.0)
             stack.callback(root.close)
         yield root
+
+
+@pytest.fixture(scope="session")
+def encoder() -> Any:
+    """The bundled all-MiniLM-L6-v2 (real weights), loaded once per session."""
+    from scenerec.llm import HFTextEncoder
+
+    return HFTextEncoder(threads=2)
+
+
+@pytest.fixture(scope="session")
+def sample_store(encoder: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundled sample rebuilt once with text embeddings (its cache warms later builds of the sample)."""
+    from scenerec.cli import SAMPLE
+    from scenerec.pipeline import build
+
+    store = tmp_path_factory.mktemp("sample") / "store"
+    build(SAMPLE, store, encoder=encoder)
+    return store

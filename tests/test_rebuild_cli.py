@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,7 +35,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_rebuild_prints_counts_per_label_and_scene_and_rejects(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, _ = run_cli(capsys, "rebuild", str(SAMPLE), "--store", str(tmp_path / "st"), "--quiet")
+    code, out, _ = run_cli(capsys, "rebuild", str(SAMPLE), "--store", str(tmp_path / "st"), "--quiet", "--no-embed")
     assert code == 0
     assert "nodes:   Scene 2, User 700, Item 2,211, Entity 1,233" in out
     assert "INTERACTED 8,717" in out and "RELATED 5,013" in out
@@ -156,6 +157,7 @@ def test_killed_rebuild_leaves_previous_store_intact(shared_data: Path, tmp_path
         "--store",
         str(store),
         "--quiet",
+        "--no-embed",
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -176,12 +178,16 @@ def test_killed_rebuild_leaves_previous_store_intact(shared_data: Path, tmp_path
     assert not list(store.glob(".building-*"))
 
 
-def test_demo_prints_what_it_did(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_prints_what_it_did(sample_store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A warm embedding cache (from the session's build of the same sample) keeps this test short.
+    shutil.copytree(sample_store / "cache", tmp_path / "demo" / "cache")
     code, out, _ = run_cli(capsys, "demo", "--store", str(tmp_path / "demo"), "--quiet")
     assert code == 0
     assert "Entities that both scenes share" in out and "brand:avery" in out
     assert "shared_users" in out and "700" in out
     assert "2-hop neighbourhood of user" in out
+    assert "3,446 texts embedded with all-MiniLM-L6-v2 (384 dims): 3,446 from the cache" in out
+    assert "Semantic search" in out and "gel" in out
 
 
 @pytest.mark.neo4j

@@ -1,0 +1,168 @@
+"""Text features with the real all-MiniLM-L6-v2 weights: encoder, templates, cache, rebuild, semantic search."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scenerec.cli import SAMPLE, main
+from scenerec.config import EmbedConfig
+from scenerec.engine import Engine
+from scenerec.errors import ConfigError, UnknownIdError
+from scenerec.kg import load_features, load_idmap, open_store, read_manifest
+from scenerec.llm import EmbeddingCache, HFTextEncoder, TextTemplates, embed_dataset, text_key
+from scenerec.pipeline import CACHE_DIR, build
+from scenerec.records import Dataset, Entity, Item, Scene
+
+TEXTS = ["blue gel pens", "gel ink pen, blue", "acrylic paint set for canvas", "", "ünïcödé 文字 ✓"]
+
+
+def test_encoder_matches_sentence_transformers(encoder: HFTextEncoder) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    from scenerec.llm import default_model_path
+
+    ours = encoder.encode(TEXTS)
+    reference = SentenceTransformer(str(default_model_path()), device="cpu").encode(TEXTS)
+    assert ours.shape == (5, 384) and ours.dtype == np.float32
+    np.testing.assert_allclose(ours, reference, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+    sims = ours @ ours.T
+    assert sims[0, 1] > 0.8 > sims[0, 2]  # the two gel-pen texts are close, paint is not
+
+
+def test_batching_and_length_sorting_do_not_change_vectors(encoder: HFTextEncoder) -> None:
+    small = HFTextEncoder(batch_size=2)
+    np.testing.assert_allclose(small.encode(TEXTS), encoder.encode(TEXTS), atol=1e-5)
+    assert small.forward_passes == 3  # 5 texts, 2 per batch
+
+
+def test_unloadable_model_says_what_was_tried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ConfigError) as err:
+        HFTextEncoder("no-such-org/no-such-model")
+    assert "no-such-org/no-such-model" in str(err.value)
+    assert "local Hugging Face cache" in str(err.value) and "download" in str(err.value)
+    with pytest.raises(ConfigError, match=r"needs config\.json"):
+        HFTextEncoder(tmp_path)
+
+
+def test_a_local_model_folder_works_and_has_the_same_identity_rules(encoder: HFTextEncoder) -> None:
+    from scenerec.llm import default_model_path
+
+    by_path = HFTextEncoder(default_model_path())
+    assert by_path.identity.split("|")[1:] == encoder.identity.split("|")[1:]
+    assert by_path.identity != encoder.identity  # the name is part of the identity
+    assert HFTextEncoder(max_length=32).identity != encoder.identity  # truncation changes vectors
+
+
+def tiny() -> Dataset:
+    return Dataset.from_records(
+        "tiny",
+        scenes=[Scene("books", "Books", "printed books"), Scene("music", "Music")],
+        items=[
+            Item("b1", "books", "Dune", "A desert planet.", {"author": "Herbert", "isbn": "123", "page_url": "x"}),
+            Item("m1", "music", "Blue Train", "", {"label": "Blue Note"}),
+            Item("m2", "music", "", "", {}),
+        ],
+        entities=[Entity("e1", "label", "Blue Note"), Entity("e2", "", ""), Entity("e3", "label", "Blue Note")],
+    )
+
+
+def test_templates() -> None:
+    t = TextTemplates()
+    ds = tiny()
+    assert t.items(ds) == ["Dune. A desert planet. author: Herbert", "Blue Train. label: Blue Note", ""]
+    assert t.entities(ds) == ["Blue Note (label)", "e2", "Blue Note (label)"]
+    assert t.scenes(ds) == ["Books: printed books", "Music"]
+    custom = TextTemplates(item="{title} [{scene}]", attribute_keys=("isbn",))
+    assert custom.items(ds)[0] == "Dune [books]"
+
+
+def test_cache_skips_known_texts_and_separates_models(encoder: HFTextEncoder, tmp_path: Path) -> None:
+    ds = tiny()
+    first, stats = embed_dataset(ds, encoder, cache_dir=tmp_path)
+    assert sum(stats.texts.values()) == 8 and stats.encoded == 7  # e1 and e3 share one text, encoded once
+    passes = encoder.forward_passes
+    again, stats = embed_dataset(ds, encoder, cache_dir=tmp_path)
+    assert encoder.forward_passes == passes and stats.encoded == 0 and stats.forward_passes == 0
+    for label in first:
+        np.testing.assert_array_equal(first[label], again[label])
+    changed = Dataset(ds.name, scenes=ds.scenes, items=ds.items.assign(title=["Dune Messiah", "Blue Train", ""]))
+    _, stats = embed_dataset(changed, encoder, cache_dir=tmp_path)
+    assert stats.encoded == 1  # only the changed title
+    other = EmbeddingCache(tmp_path, encoder.identity + "|other", encoder.dim)
+    assert len(other) == 0
+    assert len(EmbeddingCache(tmp_path, encoder.identity, encoder.dim)) == 8  # 7 texts + the changed title
+    found, vectors = EmbeddingCache(tmp_path, encoder.identity, encoder.dim).lookup([text_key("Blue Note (label)")])
+    assert found.tolist() == [True]
+    np.testing.assert_allclose(vectors[0], first["Entity"][0])
+
+
+def test_rebuild_embeds_once_and_a_second_rebuild_runs_no_forward_pass(
+    sample_store: Path, encoder: HFTextEncoder
+) -> None:
+    manifest = read_manifest(sample_store)
+    info = manifest["features"]
+    assert info["identity"] == encoder.identity and info["dim"] == 384
+    assert info["texts"] == {"Scene": 2, "Item": 2211, "Entity": 1233}
+    assert (sample_store / CACHE_DIR).is_dir()
+    passes = encoder.forward_passes
+    report = build(SAMPLE, sample_store, encoder=encoder)
+    assert encoder.forward_passes == passes
+    assert report.features["encoded"] == 0 and report.features["cached"] == info["texts"]
+    # The vectors are node properties in the graph and tensors aligned with the id map.
+    feats, idmap = load_features(sample_store), load_idmap(sample_store)
+    assert feats["item"].shape == (2211, 384) and feats["entity"].shape == (1233, 384)
+    with open_store(sample_store) as store:
+        ids, vectors = store.node_embeddings("Item")
+        np.testing.assert_array_equal(vectors, feats["item"][idmap.indices("item", ids)])
+        row = store.query("MATCH (i:Item) WHERE i.id = $id RETURN i.embedding AS e", id="18647")
+        assert len(row["e"].iloc[0]) == 384
+
+
+def test_no_embed_builds_without_vectors(tmp_path: Path) -> None:
+    report = build(SAMPLE, tmp_path / "s", embed=None)
+    assert report.features == {}
+    assert load_features(tmp_path / "s") == {}
+    with Engine.open(tmp_path / "s") as engine, pytest.raises(ConfigError, match="no-embed"):
+        engine.search_items("pens")
+
+
+def test_search_items(sample_store: Path, encoder: HFTextEncoder) -> None:
+    with Engine.open(sample_store, encoder=encoder) as engine:
+        hits = engine.search_items("blue gel pens", k=10)
+        assert list(hits.columns) == ["item_id", "scene", "title", "score"]
+        assert len(hits) == 10 and hits["score"].is_monotonic_decreasing
+        assert sum("gel" in t for t in hits["title"]) >= 8
+        office = engine.search_items("blue gel pens", scene="office", k=5)
+        assert set(office["scene"]) == {"office"}
+        # Exact top-k: the best score is the maximum over all office items.
+        items = engine.items()
+        q = encoder.encode(["blue gel pens"])[0]
+        best = (engine.features["item"][items["scene"].to_numpy() == "office"] @ q).max()
+        assert office["score"].iloc[0] == pytest.approx(best, abs=1e-6)
+        with pytest.raises(UnknownIdError, match="known scenes: arts, office"):
+            engine.search_items("pens", scene="garden")
+    with (
+        Engine.open(sample_store, encoder=HFTextEncoder(max_length=32)) as engine,
+        pytest.raises(ConfigError, match="was embedded with"),
+    ):
+        engine.search_items("pens")
+
+
+def test_search_cli_json(sample_store: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["search", "--store", str(sample_store), "sketchbook for drawing", "-k", "3", "--format", "json"])
+    out = capsys.readouterr().out
+    assert code == 0
+    rows = json.loads(out)
+    assert len(rows) == 3 and set(rows[0]) == {"item_id", "scene", "title", "score"}
+    assert rows[0]["score"] >= rows[1]["score"] >= rows[2]["score"]
+
+
+def test_embed_config_is_typed() -> None:
+    cfg = EmbedConfig(model="x", threads=1)
+    assert cfg.cache is True and cfg.batch_size == 64
