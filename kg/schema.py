@@ -9,7 +9,8 @@ Node                    Properties
 ======================  ===============================================================================
 ``(:Scene)``            ``id`` (key), ``name``, ``description``
 ``(:User)``             ``id`` (key), ``attributes`` (JSON object text)
-``(:Item)``             ``id`` (key), ``scene``, ``title``, ``description``, ``attributes``
+``(:Item)``             ``id`` (key), ``scene``, ``title``, ``description``, ``attributes``,
+                        ``scene_confidence`` (set when the scene was assigned by the scene classifier)
 ``(:Entity)``           ``id`` (key), ``type``, ``name``, ``scene`` (empty when shared by scenes)
 ======================  ===============================================================================
 
@@ -67,6 +68,7 @@ NODES: dict[str, NodeType] = {
                 ("title", "STRING"),
                 ("description", "STRING"),
                 ("attributes", "STRING"),
+                ("scene_confidence", "DOUBLE"),
             ),
         ),
         NodeType(

@@ -240,6 +240,43 @@ class GraphStore(abc.ABC):
                 progress(table.rel, n)
         return stats
 
+    def assign_item_scenes(self, assignments: pd.DataFrame) -> int:
+        """Give items a scene: rows ``id``, ``scene``, ``confidence``. Sets ``scene`` and ``scene_confidence``
+        and links each item to its scene with ``IN_SCENE``. Items and scenes must exist; returns items updated."""
+        missing = [c for c in ("id", "scene", "confidence") if c not in assignments.columns]
+        if missing:
+            raise SchemaError(f"scene assignments lack columns {missing}")
+        rows = check_rows(
+            {"id": str(r.id), "scene": str(r.scene), "confidence": float(r.confidence)}
+            for r in assignments.itertuples(index=False)
+        )
+        if not rows:
+            return 0
+        known = set(self.query("MATCH (s:Scene) RETURN s.id AS id")["id"])
+        unknown = sorted({r["scene"] for r in rows} - known)
+        if unknown:
+            raise UnknownIdError("scene", unknown[0], hint=f"known scenes: {', '.join(sorted(known))}")
+        done = 0
+        for start in range(0, len(rows), 500):
+            batch = rows[start : start + 500]
+            self.query(
+                "UNWIND $rows AS row MATCH (i:Item)-[r:IN_SCENE]->(:Scene) WHERE i.id = row.id DELETE r", rows=batch
+            )
+            updated = self.query(
+                "UNWIND $rows AS row MATCH (i:Item) WHERE i.id = row.id "
+                "SET i.scene = row.scene, i.scene_confidence = row.confidence RETURN count(i) AS n",
+                rows=batch,
+            )
+            done += int(updated["n"].iloc[0]) if len(updated) else 0
+            self.query(
+                "UNWIND $rows AS row MATCH (i:Item), (s:Scene) WHERE i.id = row.id AND s.id = row.scene "
+                "CREATE (i)-[:IN_SCENE]->(s)",
+                rows=batch,
+            )
+        if done != len(rows):
+            raise StoreError(f"{len(rows) - done} of the items given a scene are not in the store")
+        return done
+
     # ---------------------------------------------------------------- reading
     def counts(self) -> dict[str, dict[str, int]]:
         """``{"nodes": {label: n}, "edges": {type: n}}`` over the whole graph."""

@@ -74,7 +74,7 @@ def build_tables(ds: Dataset, embeddings: Mapping[str, np.ndarray] | None = None
     nodes = {
         "Scene": ds.scenes[NODES["Scene"].columns],
         "User": ds.users[NODES["User"].columns],
-        "Item": ds.items[NODES["Item"].columns],
+        "Item": ds.items.assign(scene_confidence=np.nan)[NODES["Item"].columns],
         "Entity": ds.entities[NODES["Entity"].columns],
     }
     for label, df in nodes.items():

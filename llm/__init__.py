@@ -4,6 +4,7 @@ classification and semantic search over item texts."""
 from scenerec.llm.cache import EmbeddingCache, text_key
 from scenerec.llm.encoder import DEFAULT_MODEL, HFTextEncoder, TextEncoder, default_model_path
 from scenerec.llm.features import TEXT_LABELS, EmbedStats, embed_dataset
+from scenerec.llm.scenes import SceneClassifier, SceneReport, assign_scenes, evaluate, item_features
 from scenerec.llm.templates import TextTemplates, texts_frame
 
 __all__ = [
@@ -12,10 +13,15 @@ __all__ = [
     "EmbedStats",
     "EmbeddingCache",
     "HFTextEncoder",
+    "SceneClassifier",
+    "SceneReport",
     "TextEncoder",
     "TextTemplates",
+    "assign_scenes",
     "default_model_path",
     "embed_dataset",
+    "evaluate",
+    "item_features",
     "text_key",
     "texts_frame",
 ]

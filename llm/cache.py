@@ -45,7 +45,9 @@ class EmbeddingCache:
                 with np.load(part) as z:
                     keys, vectors = z["keys"], z["vectors"]
             except (OSError, ValueError, KeyError) as exc:
-                raise DataFormatError(f"unreadable embedding cache shard ({exc}); delete it to re-embed", file=part) from exc
+                raise DataFormatError(
+                    f"unreadable embedding cache shard ({exc}); delete it to re-embed", file=part
+                ) from exc
             if vectors.shape[1:] != (self.dim,):
                 raise DataFormatError(f"shard holds {vectors.shape[1:]} vectors, expected ({self.dim},)", file=part)
             shard = len(self._shards)

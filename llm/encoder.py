@@ -178,9 +178,7 @@ class HFTextEncoder(TextEncoder):
             except Exception as exc:  # the hub raises many error types for offline / missing / private
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 tried.append(f"{'the local Hugging Face cache' if local_only else 'a download'}: {first}")
-        raise ConfigError(
-            f"cannot load text model {str(model)!r}: it is not a local folder; tried " + "; ".join(tried)
-        )
+        raise ConfigError(f"cannot load text model {str(model)!r}: it is not a local folder; tried " + "; ".join(tried))
 
     @contextmanager
     def _threads(self) -> Any:

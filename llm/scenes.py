@@ -252,7 +252,7 @@ class SceneClassifier:
         def closure() -> torch.Tensor:
             opt.zero_grad()
             loss = torch.nn.functional.cross_entropy(x @ w.T + b, y) + 0.5 * wd * (w * w).sum()
-            loss.backward()  # type: ignore[no-untyped-call]
+            loss.backward()
             return loss
 
         opt.step(closure)

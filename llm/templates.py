@@ -38,7 +38,9 @@ class TextTemplates:
             attrs = json.loads(text)
         except json.JSONDecodeError:
             return ""
-        keys = self.attribute_keys if self.attribute_keys is not None else [k for k in attrs if not _IDISH_KEYS.search(k)]
+        keys = (
+            self.attribute_keys if self.attribute_keys is not None else [k for k in attrs if not _IDISH_KEYS.search(k)]
+        )
         parts = []
         for k in keys:
             v = attrs.get(k)
@@ -78,7 +80,9 @@ class TextTemplates:
     def entities(self, ds: Dataset) -> list[str]:
         rows = ds.entities[["id", "type", "name"]].to_dict("records")
         return [
-            self._fill(self.entity, {"name": str(r["name"]) or str(r["id"]), "type": str(r["type"]), "id": str(r["id"])})
+            self._fill(
+                self.entity, {"name": str(r["name"]) or str(r["id"]), "type": str(r["type"]), "id": str(r["id"])}
+            )
             for r in rows
         ]
 

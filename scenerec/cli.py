@@ -188,6 +188,39 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_classify_scenes(args: argparse.Namespace) -> int:
+    from scenerec.engine import Engine
+
+    with Engine.open(args.store, read_only=args.dry_run) as engine:
+        result = engine.classify_scenes(
+            min_confidence=args.min_confidence, test_fraction=args.test_fraction, seed=args.seed, write=not args.dry_run
+        )
+    report, rows = result.report, result.assignments
+    assigned, low = rows[rows["assigned"]], rows[~rows["assigned"]]
+    if args.format == "json":
+        out = {
+            **report.summary(),
+            "per_scene": {str(k): {c: float(v) for c, v in r.items()} for k, r in report.per_scene.iterrows()},
+            "assigned": assigned.drop(columns="assigned").to_dict("records"),
+            "low_confidence": low.drop(columns="assigned").to_dict("records"),
+            "written": result.written,
+        }
+        print(json.dumps(out, indent=2, default=float))
+        return 0
+    print(report)
+    print(
+        f"\nitems without a scene: {len(rows):,}; assigned {len(assigned):,} (confidence >= {args.min_confidence}), "
+        f"left unassigned {len(low):,}" + ("" if not args.dry_run else " (dry run: nothing written)")
+    )
+    if len(assigned):
+        print("\nassigned:")
+        _print_frame(assigned.drop(columns="assigned").head(args.show), "table")
+    if len(low):
+        print("\nlow confidence, not assigned (best guess shown):")
+        _print_frame(low.drop(columns="assigned").head(args.show), "table")
+    return 0
+
+
 def cmd_formats(args: argparse.Namespace) -> int:
     from scenerec.loaders import LOADERS, available_formats
 
@@ -312,6 +345,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scene", default=None, help="only items of this scene")
     p.add_argument("--format", default="table", choices=["table", "json", "csv"])
     p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("classify-scenes", help="learn item scenes from text and attributes; assign missing ones")
+    p.add_argument("--store", required=True)
+    p.add_argument("--min-confidence", type=float, default=0.8, help="assign only at or above this (default 0.8)")
+    p.add_argument("--test-fraction", type=float, default=0.2, help="held-out share of labelled items (default 0.2)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dry-run", action="store_true", help="report and predict, write nothing")
+    p.add_argument("--show", type=int, default=20, help="rows of each list to print (table format)")
+    p.add_argument("--format", default="table", choices=["table", "json"])
+    p.set_defaults(func=cmd_classify_scenes)
 
     p = sub.add_parser("formats", help="list the dataset formats")
     p.set_defaults(func=cmd_formats)

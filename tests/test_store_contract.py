@@ -228,6 +228,7 @@ def test_node(loaded: GraphStore) -> None:
         "title": "The Hobbit",
         "description": "",
         "attributes": "",
+        "scene_confidence": None,
     }
     assert loaded.node("User", "u1") == {"id": "u1", "attributes": '{"age": 30}'}
     assert loaded.node("Entity", "e:acme") == {"id": "e:acme", "type": "brand", "name": "Acme", "scene": ""}
@@ -611,3 +612,17 @@ def test_embedding_errors(store: GraphStore) -> None:
         store.set_embeddings("Item", ["nope"], np.zeros((1, 4), dtype=np.float32))
     with pytest.raises(SchemaError, match="positive integer"):
         store.create_schema(embedding_dims={"Item": 0})
+
+
+def test_assign_item_scenes(loaded: GraphStore) -> None:
+    n = loaded.assign_item_scenes(pd.DataFrame({"id": ["b3"], "scene": ["movies"], "confidence": [0.75]}))
+    assert n == 1
+    node = loaded.node("Item", "b3")
+    assert node["scene"] == "movies" and node["scene_confidence"] == pytest.approx(0.75)
+    linked = loaded.query("MATCH (i:Item)-[:IN_SCENE]->(s:Scene) WHERE i.id = $id RETURN s.id AS s", id="b3")
+    assert linked["s"].tolist() == ["movies"]
+    assert loaded.counts()["edges"]["IN_SCENE"] == COUNTS["edges"]["IN_SCENE"]
+    with pytest.raises(UnknownIdError, match="garden"):
+        loaded.assign_item_scenes(pd.DataFrame({"id": ["b1"], "scene": ["garden"], "confidence": [0.9]}))
+    with pytest.raises(StoreError, match="not in the store"):
+        loaded.assign_item_scenes(pd.DataFrame({"id": ["zz"], "scene": ["books"], "confidence": [0.9]}))
