@@ -19,7 +19,8 @@ class TextTemplates:
     """Format strings per node type; unknown or empty fields are left out cleanly.
 
     * ``item``: fields ``title``, ``description``, ``attributes`` (the most telling attributes as ``key: value``
-      pairs, at most ``max_attributes``, ids and URLs left out; or only ``attribute_keys`` when given), ``scene``;
+      pairs, at most ``max_attributes``; ids, URLs and values the title or description already contain are left
+      out; or only ``attribute_keys`` when given), ``scene``;
     * ``entity``: ``name``, ``type``, ``id``;
     * ``scene``: ``name``, ``description``, ``id``.
     """
@@ -31,7 +32,9 @@ class TextTemplates:
     attribute_keys: tuple[str, ...] | None = None
     max_chars: int = 2000
 
-    def _attributes(self, text: str, skip: set[str]) -> str:
+    def _attributes(self, text: str, seen: str = "") -> str:
+        """``key: value`` pairs of the most telling attributes; a value already in ``seen`` (the title and
+        description, lower-cased) is not repeated."""
         if not text:
             return ""
         try:
@@ -44,7 +47,9 @@ class TextTemplates:
         parts = []
         for k in keys:
             v = attrs.get(k)
-            if v in (None, "") or (isinstance(v, str) and (_URLISH.match(v) or v.strip().lower() in skip)):
+            if v in (None, "") or (isinstance(v, str) and _URLISH.match(v)):
+                continue
+            if str(v).strip().lower() in seen:
                 continue
             parts.append(f"{k}: {v}")
             if len(parts) >= self.max_attributes:
@@ -64,15 +69,12 @@ class TextTemplates:
         rows = ds.items[["id", "scene", "title", "description", "attributes"]].to_dict("records")
         out = []
         for r in rows:
-            # An attribute repeating the description (as a filled description does) is not repeated.
-            desc = str(r["description"])
-            attrs = self._attributes(str(r["attributes"]), set())
-            if attrs and desc and attrs.lower() in desc.lower():
-                attrs = ""
+            title, desc = str(r["title"]), str(r["description"])
+            attrs = self._attributes(str(r["attributes"]), f"{title} {desc}".lower())
             out.append(
                 self._fill(
                     self.item,
-                    {"title": str(r["title"]), "description": desc, "attributes": attrs, "scene": str(r["scene"])},
+                    {"title": title, "description": desc, "attributes": attrs, "scene": str(r["scene"])},
                 )
             )
         return out
