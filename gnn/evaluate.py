@@ -1,0 +1,194 @@
+"""Full-ranking evaluation (RecBole's protocol) over user x item interaction sets held as CSR index arrays.
+
+Protocol, as in ``movielens_100k_kg/split_recbole/README.md``: every user with at least one test item is ranked over
+ALL items (or over ``candidate_items``); the user's train items, and the ``exclude`` sets (the valid items when
+testing), are masked to ``-inf`` before ``torch.topk``; metrics come from :mod:`scenerec.gnn.metrics` and are averaged
+over those users.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from scenerec.errors import DataFormatError
+from scenerec.gnn.metrics import summarize
+from scenerec.ids import IdMap
+
+#: ``score_fn(users)``: ``users`` a LongTensor of shape (batch,) -> scores of shape (batch, n_items), any device.
+ScoreFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class CSR:
+    """A set of (row, column) pairs in compressed sparse row form, without values.
+
+    ``indptr``: int64 (n_rows + 1,); ``indices``: int64 (nnz,), the columns of row ``r`` are
+    ``indices[indptr[r]:indptr[r + 1]]``, sorted and without repeats; ``shape``: (n_rows, n_cols).
+    """
+
+    indptr: np.ndarray
+    indices: np.ndarray
+    shape: tuple[int, int]
+
+    @classmethod
+    def from_pairs(cls, rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> CSR:
+        """Build from parallel index arrays ``rows``, ``cols`` (shape (nnz,)); repeated pairs are kept once."""
+        r = np.asarray(rows, dtype=np.int64)
+        c = np.asarray(cols, dtype=np.int64)
+        if r.shape != c.shape or r.ndim != 1:
+            raise ValueError(f"rows and cols must be 1-d arrays of one length, got {r.shape} and {c.shape}")
+        n_rows, n_cols = int(shape[0]), int(shape[1])
+        if len(r) and (r.min() < 0 or r.max() >= n_rows or c.min() < 0 or c.max() >= n_cols):
+            raise ValueError(f"an index pair is outside the shape {shape}")
+        key = np.unique(r * n_cols + c)
+        r, c = key // max(n_cols, 1), key % max(n_cols, 1)
+        indptr = np.zeros(n_rows + 1, dtype=np.int64)
+        np.cumsum(np.bincount(r, minlength=n_rows), out=indptr[1:])
+        return cls(indptr, c.astype(np.int64), (n_rows, n_cols))
+
+    @property
+    def nnz(self) -> int:
+        return len(self.indices)
+
+    def row_counts(self) -> np.ndarray:
+        """Number of columns per row, shape (n_rows,)."""
+        return np.diff(self.indptr)
+
+    def rows(self) -> np.ndarray:
+        """Row index of each stored pair, shape (nnz,)."""
+        return np.repeat(np.arange(self.shape[0], dtype=np.int64), self.row_counts())
+
+    def select(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pairs of the rows ``users`` (shape (b,)) as (position in ``users``, column), two arrays of shape (m,)."""
+        u = np.asarray(users, dtype=np.int64)
+        start, stop = self.indptr[u], self.indptr[u + 1]
+        lengths = stop - start
+        local = np.repeat(np.arange(len(u), dtype=np.int64), lengths)
+        offsets = np.arange(lengths.sum(), dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        return local, self.indices[np.repeat(start, lengths) + offsets]
+
+
+class Interactions:
+    """Builds the per-split :class:`CSR` sets of a canonical interactions table."""
+
+    SPLITS = ("train", "valid", "test")
+
+    @staticmethod
+    def from_frame(df: pd.DataFrame, idmap: IdMap) -> dict[str, CSR]:
+        """``{"train": CSR, "valid": CSR, "test": CSR}``, each of shape (idmap users, idmap items).
+
+        ``df`` has the canonical ``user``, ``item`` and ``split`` columns; rows are mapped through ``idmap``
+        (an unknown id raises :class:`~scenerec.errors.UnknownIdError`). Every row must have a split: run a protocol
+        of :mod:`scenerec.gnn.splits` first, otherwise :class:`DataFormatError` is raised.
+        """
+        for col in ("user", "item", "split"):
+            if col not in df.columns:
+                raise DataFormatError(
+                    f"required column is missing (columns present: {', '.join(map(str, df.columns))})",
+                    file="interactions",
+                    column=col,
+                )
+        split = df["split"].astype("string").fillna("")
+        bad = ~split.isin(Interactions.SPLITS)
+        if bad.any():
+            value = split[bad].iloc[0]
+            why = (
+                "has no split (run a protocol of scenerec.gnn.splits first)"
+                if value == ""
+                else "is not train/valid/test"
+            )
+            raise DataFormatError(f"{int(bad.sum())} interactions: split {value!r} {why}", file="interactions")
+        shape = (idmap.size("user"), idmap.size("item"))
+        users = idmap.indices("user", df["user"].astype(str).tolist())
+        items = idmap.indices("item", df["item"].astype(str).tolist())
+        labels = split.to_numpy(dtype=object)
+        return {s: CSR.from_pairs(users[labels == s], items[labels == s], shape) for s in Interactions.SPLITS}
+
+
+def evaluate_scores(
+    score_fn: ScoreFn,
+    train: CSR,
+    test: CSR,
+    *,
+    exclude: CSR | Sequence[CSR] | None = None,
+    ks: Sequence[int] = (10, 20),
+    candidate_items: np.ndarray | Sequence[int] | None = None,
+    batch_users: int = 1024,
+) -> dict[str, float]:
+    """Full-ranking top-K metrics (``"recall@10"``, ``"ndcg@10"``, ... as :func:`~scenerec.gnn.metrics.summarize`).
+
+    * ``train``, ``test``, ``exclude``: :class:`CSR` of shape (n_users, n_items).
+    * ``score_fn(users)`` with ``users`` a LongTensor (batch,) returns a float tensor (batch, n_items), higher is
+      better; the returned tensor is not modified.
+    * Ranking is over all items, or over ``candidate_items`` (item indices, e.g. one scene's items) when given; then
+      only test items among the candidates count as positives.
+    * The user's train items and ``exclude`` items (e.g. the valid items when testing) are masked to ``-inf``.
+    * Users with no (candidate) test item are skipped; the rest are averaged with equal weight.
+
+    Ties are broken by ``torch.topk``, as RecBole does.
+    """
+    n_users, n_items = test.shape
+    if train.shape != test.shape:
+        raise ValueError(f"train {train.shape} and test {test.shape} shapes differ")
+    masks = [train] + ([exclude] if isinstance(exclude, CSR) else list(exclude or []))
+    for m in masks:
+        if m.shape != test.shape:
+            raise ValueError(f"an exclude set has shape {m.shape}, expected {test.shape}")
+    max_k = max(ks)
+
+    # Column position of each item in the ranked matrix (-1: not a candidate).
+    if candidate_items is None:
+        cand = None
+        position = np.arange(n_items, dtype=np.int64)
+        n_cols = n_items
+    else:
+        cand = np.unique(np.asarray(candidate_items, dtype=np.int64))
+        if len(cand) == 0 or cand[0] < 0 or cand[-1] >= n_items:
+            raise ValueError(f"candidate_items must be non-empty item indices in 0..{n_items - 1}")
+        position = np.full(n_items, -1, dtype=np.int64)
+        position[cand] = np.arange(len(cand))
+        n_cols = len(cand)
+
+    test_pos = position[test.indices]
+    n_pos_all = np.bincount(test.rows()[test_pos >= 0], minlength=n_users)
+    users = np.flatnonzero(n_pos_all > 0)
+    if len(users) == 0:
+        return summarize(np.zeros((0, max_k), dtype=bool), np.zeros(0, dtype=np.int64), ks)
+    k_eff = min(max_k, n_cols)
+    cand_t: torch.Tensor | None = None
+
+    all_hits = np.zeros((len(users), max_k), dtype=bool)
+    for start in range(0, len(users), batch_users):
+        batch = users[start : start + batch_users]
+        scores = score_fn(torch.as_tensor(batch, dtype=torch.long))
+        if tuple(scores.shape) != (len(batch), n_items):
+            raise ValueError(f"score_fn returned shape {tuple(scores.shape)}, expected ({len(batch)}, {n_items})")
+        scores = scores.detach()
+        if cand is not None:
+            if cand_t is None:
+                cand_t = torch.as_tensor(cand, device=scores.device)
+            scores = scores.index_select(1, cand_t)  # a copy
+        else:
+            scores = scores.clone()
+        scores = scores.float() if not scores.is_floating_point() else scores
+        for m in masks:
+            local, cols = m.select(batch)
+            pos = position[cols]
+            keep = pos >= 0
+            scores[
+                torch.as_tensor(local[keep], device=scores.device), torch.as_tensor(pos[keep], device=scores.device)
+            ] = float("-inf")
+        values, top = torch.topk(scores, k_eff, dim=1)
+        top_np = top.cpu().numpy()
+        finite = torch.isfinite(values).cpu().numpy()
+        positive = np.zeros((len(batch), n_cols), dtype=bool)
+        local, cols = test.select(batch)
+        pos = position[cols]
+        positive[local[pos >= 0], pos[pos >= 0]] = True
+        all_hits[start : start + len(batch), :k_eff] = np.take_along_axis(positive, top_np, axis=1) & finite
+    return summarize(all_hits, n_pos_all[users], ks)
