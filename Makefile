@@ -37,6 +37,7 @@ test: lint typecheck
 
 bench: $(STAMP)
 	$(PY) benchmarks/ingest.py
+	$(PY) benchmarks/propagation.py
 
 clean:
 	rm -rf .typecheck .pytest_cache .mypy_cache build *.egg-info

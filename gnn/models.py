@@ -1,0 +1,196 @@
+"""Collaborative-filtering recommenders on the user–item graph: a popularity baseline, BPR-MF and LightGCN.
+
+Every model is a :class:`Recommender`: ``forward()`` gives the final user (U, d) and item (I, d) representations,
+``score(users)`` their dot products (b, I) for full ranking, ``regularized(users, pos, neg)`` the L2 penalty of the
+batch's layer-0 embeddings for the BPR objective. Hyper-parameters are typed constructor arguments, in the style of
+PyG's ``torch_geometric.nn.models.LightGCN``.
+
+Initialisation follows RecBole: BPR-MF embeddings ``xavier_normal_``, LightGCN embeddings ``xavier_uniform_`` (each
+embedding table on its own, so the scale depends on its number of rows).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from scenerec.gnn.propagation import propagate
+
+__all__ = ["BPRMF", "LightGCN", "MostPopular", "Recommender"]
+
+
+def _l2_of_batch(
+    user_emb: torch.nn.Embedding, item_emb: torch.nn.Embedding, users: Tensor, pos: Tensor, neg: Tensor
+) -> Tensor:
+    """``0.5 * (|e_u|^2 + |e_p|^2 + |e_n|^2) / batch`` of the rows ``users`` (b,), ``pos`` (b,), ``neg`` (b,) or (b, k)."""
+    e_u, e_p, e_n = user_emb(users), item_emb(pos), item_emb(neg)
+    return 0.5 * (e_u.pow(2).sum() + e_p.pow(2).sum() + e_n.pow(2).sum()) / max(users.numel(), 1)
+
+
+class Recommender(torch.nn.Module):
+    """Base class: subclasses set ``num_users`` / ``num_items`` and implement :meth:`forward`."""
+
+    num_users: int
+    num_items: int
+
+    def __init__(self, num_users: int, num_items: int) -> None:
+        super().__init__()
+        if num_users < 0 or num_items < 0:
+            raise ValueError(f"num_users and num_items must be >= 0, got {num_users} and {num_items}")
+        self.num_users = int(num_users)
+        self.num_items = int(num_items)
+
+    def forward(self) -> tuple[Tensor, Tensor]:
+        """The final user (U, d) and item (I, d) representations."""
+        raise NotImplementedError
+
+    def score(self, users: Tensor, user_emb: Tensor | None = None, item_emb: Tensor | None = None) -> Tensor:
+        """Scores (b, I) of every item for ``users`` (b,), the dot products of their representations.
+
+        ``user_emb`` (U, d) and ``item_emb`` (I, d): the output of :meth:`forward`, computed here when either is
+        missing (pass them to score many batches from one forward pass).
+        """
+        if user_emb is None or item_emb is None:
+            user_emb, item_emb = self.forward()
+        return user_emb[users] @ item_emb.t()
+
+    def reset_parameters(self) -> None:
+        """Re-initialises all trainable parameters (none in the base class)."""
+
+    def regularized(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
+        """L2 penalty ``0.5 * (|e_u|^2 + |e_p|^2 + |e_n|^2) / batch`` of the layer-0 embeddings of a BPR batch:
+        ``users`` (b,), ``pos`` (b,), ``neg`` (b,) or (b, k) -> scalar. Zero for models without embeddings."""
+        return torch.zeros((), device=users.device)
+
+
+class MostPopular(Recommender):
+    """Popularity baseline: every user gets the same scores, the training interaction counts of the items.
+
+    ``item_counts``: (I,) counts (or any popularity measure). ``num_users`` only sizes :meth:`forward`'s user output.
+    No trainable parameters.
+    """
+
+    item_counts: Tensor
+
+    def __init__(self, item_counts: Tensor, num_users: int = 0) -> None:
+        if item_counts.dim() != 1:
+            raise ValueError(f"item_counts must have shape (num_items,), got {tuple(item_counts.shape)}")
+        super().__init__(num_users, item_counts.numel())
+        self.register_buffer("item_counts", item_counts.detach().clone().float())
+
+    def forward(self) -> tuple[Tensor, Tensor]:
+        """Users: ones (U, 1); items: their counts (I, 1); so the dot product is the item count."""
+        ones = torch.ones(self.num_users, 1, device=self.item_counts.device)
+        return ones, self.item_counts.unsqueeze(1)
+
+    def score(self, users: Tensor, user_emb: Tensor | None = None, item_emb: Tensor | None = None) -> Tensor:
+        """The counts (b, I), one row per user of ``users`` (b,); ``user_emb`` is not needed."""
+        counts = self.item_counts if item_emb is None else item_emb[:, 0]
+        return counts.unsqueeze(0).expand(users.numel(), -1)
+
+
+class BPRMF(Recommender):
+    """Matrix factorisation (BPR-MF): scores are dot products of user and item embeddings (dim d).
+
+    Embeddings are initialised with ``xavier_normal_`` as in RecBole's ``BPR``.
+    """
+
+    def __init__(self, num_users: int, num_items: int, dim: int = 64) -> None:
+        super().__init__(num_users, num_items)
+        self.dim = dim
+        self.user_embedding = torch.nn.Embedding(num_users, dim)
+        self.item_embedding = torch.nn.Embedding(num_items, dim)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """``xavier_normal_`` on both embedding tables."""
+        torch.nn.init.xavier_normal_(self.user_embedding.weight)
+        torch.nn.init.xavier_normal_(self.item_embedding.weight)
+
+    def forward(self) -> tuple[Tensor, Tensor]:
+        """The embedding tables: users (U, d), items (I, d)."""
+        return self.user_embedding.weight, self.item_embedding.weight
+
+    def regularized(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
+        """L2 penalty of the batch's embeddings, see :meth:`Recommender.regularized`."""
+        return _l2_of_batch(self.user_embedding, self.item_embedding, users, pos, neg)
+
+
+class LightGCN(Recommender):
+    """LightGCN (He et al., 2020): ``e = sum_l alpha_l A^l e0`` over ``l = 0..L`` with ``A`` the symmetric normalised
+    user–item adjacency; scores are dot products of the user and item parts of ``e``.
+
+    Args:
+        num_users: U.
+        num_items: I.
+        adj: (U + I, U + I) sparse CSR from :func:`scenerec.gnn.propagation.normalized_adjacency` (users first).
+            Held as a non-persistent buffer: it moves with ``.to(device)`` but is not in the ``state_dict``.
+        dim: embedding size d.
+        num_layers: number of propagation steps L (0: plain matrix factorisation of the ego embeddings).
+        alpha: L + 1 layer weights; ``1 / (L + 1)`` each (the mean) when omitted.
+
+    Embeddings are initialised with ``xavier_uniform_`` as in RecBole's and PyG's ``LightGCN``.
+    """
+
+    adj: Tensor
+    alpha: Tensor
+
+    def __init__(
+        self,
+        num_users: int,
+        num_items: int,
+        adj: Tensor,
+        dim: int = 64,
+        num_layers: int = 2,
+        alpha: Sequence[float] | None = None,
+    ) -> None:
+        super().__init__(num_users, num_items)
+        n = num_users + num_items
+        if adj.layout != torch.sparse_csr or tuple(adj.shape) != (n, n):
+            raise ValueError(
+                f"adj must be a sparse CSR tensor of shape ({n}, {n}), got {adj.layout} {tuple(adj.shape)}"
+            )
+        if num_layers < 0:
+            raise ValueError(f"num_layers must be >= 0, got {num_layers}")
+        weights = [1.0 / (num_layers + 1)] * (num_layers + 1) if alpha is None else [float(a) for a in alpha]
+        if len(weights) != num_layers + 1:
+            raise ValueError(f"alpha needs num_layers + 1 = {num_layers + 1} weights, got {len(weights)}")
+        self.dim = dim
+        self.num_layers = num_layers
+        self.register_buffer("adj", adj, persistent=False)
+        self.register_buffer("alpha", torch.tensor(weights))
+        self.user_embedding = torch.nn.Embedding(num_users, dim)
+        self.item_embedding = torch.nn.Embedding(num_items, dim)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """``xavier_uniform_`` on both embedding tables."""
+        torch.nn.init.xavier_uniform_(self.user_embedding.weight)
+        torch.nn.init.xavier_uniform_(self.item_embedding.weight)
+
+    def forward(self) -> tuple[Tensor, Tensor]:
+        """Layer-weighted sum of the propagated embeddings, split into users (U, d) and items (I, d)."""
+        x = torch.cat([self.user_embedding.weight, self.item_embedding.weight])
+        out = x * self.alpha[0]
+        for layer in range(1, self.num_layers + 1):
+            x = propagate(self.adj, x)
+            out = out + x * self.alpha[layer]
+        users, items = torch.split(out, [self.num_users, self.num_items])
+        return users, items
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> LightGCN:
+        """A deep copy; ``copy.deepcopy`` cannot copy a sparse CSR tensor itself, so ``adj`` is cloned explicitly."""
+        memo[id(self.adj)] = self.adj.clone()
+        new = self.__class__.__new__(self.__class__)
+        memo[id(self)] = new
+        for key, value in self.__dict__.items():
+            new.__dict__[key] = copy.deepcopy(value, memo)
+        return new
+
+    def regularized(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
+        """L2 penalty of the batch's layer-0 (ego) embeddings, see :meth:`Recommender.regularized`."""
+        return _l2_of_batch(self.user_embedding, self.item_embedding, users, pos, neg)
