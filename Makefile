@@ -22,8 +22,8 @@ demo: $(STAMP)
 	$(VENV)/bin/scenerec demo
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check scenerec loaders kg llm gnn transfer tests benchmarks
-	$(VENV)/bin/ruff format --check scenerec loaders kg llm gnn transfer tests benchmarks
+	$(VENV)/bin/ruff check scenerec loaders kg llm gnn transfer tests benchmarks tools
+	$(VENV)/bin/ruff format --check scenerec loaders kg llm gnn transfer tests benchmarks tools
 
 # mypy cannot follow setuptools' editable-install finder, so it checks a tree of symlinks laid out as installed.
 typecheck: $(STAMP)

@@ -1,5 +1,5 @@
 """Scene-aware graph learning: the graph as PyG ``HeteroData``, split protocols, ranking metrics and full-ranking
-evaluation, CSR propagation and the baseline recommenders (most-popular, BPR-MF, LightGCN)."""
+evaluation, CSR propagation, the baseline recommenders (most-popular, BPR-MF, LightGCN) and BPR training with early stopping."""
 
 from scenerec.gnn.data import SPLIT_CODES, build_hetero, validate
 from scenerec.gnn.evaluate import CSR, Interactions, ScoreFn, evaluate_scores
@@ -15,22 +15,37 @@ from scenerec.gnn.metrics import (
 from scenerec.gnn.models import BPRMF, LightGCN, MostPopular, Recommender
 from scenerec.gnn.propagation import normalized_adjacency, propagate
 from scenerec.gnn.splits import fixed, leave_one_out, random_per_user, ratio_counts, temporal
+from scenerec.gnn.train import (
+    FitResult,
+    NegativeSampler,
+    TrainConfig,
+    build_model,
+    fit,
+    load_artifact,
+    save_artifact,
+)
 
 __all__ = [
     "BPRMF",
     "CSR",
     "METRICS",
     "SPLIT_CODES",
+    "FitResult",
     "Interactions",
     "LightGCN",
     "MostPopular",
+    "NegativeSampler",
     "Recommender",
     "ScoreFn",
+    "TrainConfig",
     "build_hetero",
+    "build_model",
     "evaluate_scores",
+    "fit",
     "fixed",
     "hit_at_k",
     "leave_one_out",
+    "load_artifact",
     "mrr_at_k",
     "ndcg_at_k",
     "normalized_adjacency",
@@ -39,6 +54,7 @@ __all__ = [
     "random_per_user",
     "ratio_counts",
     "recall_at_k",
+    "save_artifact",
     "summarize",
     "temporal",
     "validate",

@@ -1,0 +1,414 @@
+"""BPR training with early stopping on validation NDCG, scene-aware negative sampling and saved model artifacts.
+
+* :func:`sample_negatives`: one negative per positive, uniform over the items NOT in the user's training set and,
+  when an item -> scene map is given, within the positive item's scene (vectorised rejection sampling).
+* :func:`fit`: Adam on the BPR loss ``-log sigmoid(s_pos - s_neg)`` + ``weight_decay * model.regularized(...)``;
+  one shuffled pass over all training pairs per epoch; validation NDCG@k (full ranking, train items excluded) every
+  ``eval_every`` epochs; the best state is kept and restored; stops after ``patience`` evaluations without improvement.
+* :func:`save_artifact` / :func:`load_artifact` / :func:`build_model`: a folder with ``weights.pt``, ``meta.json``
+  and ``idmap.json``, from which the same model (same scores) is rebuilt.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import platform
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from scenerec.gnn.evaluate import CSR, evaluate_scores
+from scenerec.gnn.models import BPRMF, LightGCN, MostPopular, Recommender
+from scenerec.ids import IdMap
+
+log = logging.getLogger(__name__)
+
+#: ``progress(record)`` is called after every epoch with that epoch's :attr:`FitResult.history` record.
+Progress = Callable[[dict[str, Any]], None]
+
+#: Files of an artifact folder.
+WEIGHTS, META, IDMAP = "weights.pt", "meta.json", "idmap.json"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of :func:`fit`.
+
+    ``weight_decay`` multiplies ``model.regularized`` (the L2 of the batch's layer-0 embeddings, RecBole-style), it
+    is not Adam's decoupled decay. ``patience`` counts evaluations, not epochs. Early stopping watches
+    ``ndcg@{ks[0]}`` on the validation set. ``seed`` None: one is drawn, logged and stored in the result.
+    ``threads``: torch CPU threads during :func:`fit` (None: leave as is). ``reset_parameters``: call
+    ``model.reset_parameters()`` under the seed first, so that a seed fixes the whole run (False: warm start).
+    """
+
+    epochs: int = 300
+    batch_size: int = 2048
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    patience: int = 10
+    eval_every: int = 1
+    ks: tuple[int, ...] = (10, 20)
+    seed: int | None = None
+    threads: int | None = None
+    reset_parameters: bool = True
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0 or self.batch_size < 1 or self.eval_every < 1 or self.patience < 1 or not self.ks:
+            raise ValueError(f"invalid TrainConfig: {self}")
+
+    @property
+    def monitor(self) -> str:
+        """The validation metric early stopping watches, e.g. ``"ndcg@10"``."""
+        return f"ndcg@{self.ks[0]}"
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` did.
+
+    ``history``: one dict per epoch ``{"epoch", "loss", "valid_ndcg@10" (None when not evaluated), "seconds"
+    (that epoch, training + evaluation)}``; ``best_valid``: every validation metric at ``best_epoch`` (epoch 0:
+    the model as given, e.g. :class:`MostPopular`); times in seconds from the start of :func:`fit`.
+    """
+
+    best_epoch: int
+    best_valid: dict[str, float]
+    seed: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+    seconds_to_best: float = 0.0
+    seconds_total: float = 0.0
+
+
+def _member(keys_sorted: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Whether each of ``keys`` (shape (m,)) is in the sorted array ``keys_sorted``; bool (m,)."""
+    if len(keys_sorted) == 0:
+        return np.zeros(len(keys), dtype=bool)
+    pos = np.searchsorted(keys_sorted, keys)
+    pos = np.minimum(pos, len(keys_sorted) - 1)
+    return keys_sorted[pos] == keys
+
+
+class NegativeSampler:
+    """Draws one negative item per (user, positive item) pair, never one of the user's training items.
+
+    ``train``: the training :class:`CSR` (users x items). ``item_scene``: optional int array (n_items,), the scene
+    index of each item; then a negative is drawn uniformly among the items of the positive item's scene (items with a
+    negative scene index draw from all items). Sampling is vectorised rejection: all pairs draw at once, the ones that
+    hit a training item draw again, up to ``max_rounds`` times; pairs still unresolved (a user holding nearly all of
+    a scene) fall back to a uniform draw among all the items the user has not trained on.
+    """
+
+    def __init__(self, train: CSR, item_scene: np.ndarray | None = None, max_rounds: int = 50) -> None:
+        self.n_items = train.shape[1]
+        self.train = train
+        self.keys = train.rows() * self.n_items + train.indices  # sorted: rows ascending, columns sorted per row
+        self.max_rounds = max_rounds
+        self.item_scene: np.ndarray | None = None
+        if item_scene is not None:
+            scene = np.asarray(item_scene, dtype=np.int64)
+            if scene.shape != (self.n_items,):
+                raise ValueError(f"item_scene must have shape ({self.n_items},), got {scene.shape}")
+            self.item_scene = scene
+            order = np.argsort(scene, kind="stable")
+            self.scene_sorted = order[scene[order] >= 0]  # items grouped by scene
+            n_scenes = int(scene.max()) + 1 if (scene >= 0).any() else 0
+            counts = np.bincount(scene[scene >= 0], minlength=n_scenes)
+            self.scene_ptr = np.zeros(n_scenes + 1, dtype=np.int64)
+            np.cumsum(counts, out=self.scene_ptr[1:])
+
+    def _draw(self, pos: np.ndarray, generator: torch.Generator) -> np.ndarray:
+        u = torch.rand(len(pos), generator=generator, dtype=torch.float64).numpy()
+        if self.item_scene is None:
+            return np.minimum((u * self.n_items).astype(np.int64), self.n_items - 1)
+        scene = self.item_scene[pos]
+        out = np.minimum((u * self.n_items).astype(np.int64), self.n_items - 1)
+        own = scene >= 0
+        s = scene[own]
+        start, size = self.scene_ptr[s], self.scene_ptr[s + 1] - self.scene_ptr[s]
+        offset = np.minimum((u[own] * size).astype(np.int64), size - 1)
+        out[own] = self.scene_sorted[start + offset]
+        return out
+
+    def _fallback(self, users: np.ndarray, generator: torch.Generator) -> np.ndarray:
+        """Uniform among the items each user has not trained on, one user at a time (rare)."""
+        out = np.empty(len(users), dtype=np.int64)
+        for j, user in enumerate(users):
+            seen = self.train.indices[self.train.indptr[user] : self.train.indptr[user + 1]]
+            free = np.setdiff1d(np.arange(self.n_items), seen, assume_unique=True)
+            if len(free) == 0:
+                raise ValueError(f"user {user} has trained on every item: no negative to sample")
+            out[j] = free[int(torch.randint(len(free), (1,), generator=generator))]
+        return out
+
+    def sample(self, users: np.ndarray, pos: np.ndarray, generator: torch.Generator) -> np.ndarray:
+        """Negatives for the pairs (``users``, ``pos``), int64 arrays of shape (m,) -> int64 (m,)."""
+        users = np.asarray(users, dtype=np.int64)
+        pos = np.asarray(pos, dtype=np.int64)
+        neg = self._draw(pos, generator)
+        todo = np.flatnonzero(_member(self.keys, users * self.n_items + neg))
+        for _ in range(self.max_rounds):
+            if len(todo) == 0:
+                return neg
+            neg[todo] = self._draw(pos[todo], generator)
+            todo = todo[_member(self.keys, users[todo] * self.n_items + neg[todo])]
+        if len(todo):
+            neg[todo] = self._fallback(users[todo], generator)
+        return neg
+
+
+def sample_negatives(
+    train: CSR,
+    users: np.ndarray,
+    pos: np.ndarray,
+    generator: torch.Generator,
+    item_scene: np.ndarray | None = None,
+) -> np.ndarray:
+    """One negative per pair (``users``, ``pos``): see :class:`NegativeSampler` (build one to sample repeatedly)."""
+    return NegativeSampler(train, item_scene).sample(users, pos, generator)
+
+
+def _device(model: torch.nn.Module) -> torch.device:
+    for t in [*model.parameters(), *model.buffers()]:
+        return t.device
+    return torch.device("cpu")
+
+
+def _evaluate(model: Recommender, train: CSR, valid: CSR, ks: tuple[int, ...]) -> dict[str, float]:
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        user_emb, item_emb = model()
+        metrics = evaluate_scores(
+            lambda users: model.score(users.to(user_emb.device), user_emb, item_emb), train, valid, ks=ks
+        )
+    model.train(was_training)
+    return metrics
+
+
+def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def fit(
+    model: Recommender,
+    train: CSR,
+    valid: CSR,
+    config: TrainConfig,
+    *,
+    item_scene: np.ndarray | None = None,
+    progress: Progress | None = None,
+) -> FitResult:
+    """Train ``model`` in place with BPR and early stopping; the best validation state is restored at the end.
+
+    ``train``, ``valid``: :class:`CSR` (users x items) of the training and validation positives. ``item_scene``:
+    optional item -> scene index array (n_items,) for scene-constrained negatives. ``progress``: called with each
+    epoch's history record. A model without parameters (:class:`MostPopular`) is evaluated once, not trained.
+    The global torch RNG state is left as it was (the run uses a forked RNG and its own generator).
+    """
+    t0 = time.perf_counter()
+    seed = config.seed if config.seed is not None else secrets.randbelow(2**31)
+    if config.seed is None:
+        log.info("fit: seed %d drawn", seed)
+    threads_before = torch.get_num_threads()
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return _fit(model, train, valid, config, seed, t0, item_scene, progress)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _fit(
+    model: Recommender,
+    train: CSR,
+    valid: CSR,
+    config: TrainConfig,
+    seed: int,
+    t0: float,
+    item_scene: np.ndarray | None,
+    progress: Progress | None,
+) -> FitResult:
+    params = [p for p in model.parameters() if p.requires_grad]
+    monitor = config.monitor
+    if not params or config.epochs == 0:
+        best = _evaluate(model, train, valid, config.ks)
+        now = time.perf_counter() - t0
+        return FitResult(0, best, seed, [], now, now)
+    if config.reset_parameters:
+        model.reset_parameters()
+    device = _device(model)
+    generator = torch.Generator().manual_seed(seed)
+    sampler = NegativeSampler(train, item_scene)
+    users_all, items_all = train.rows(), train.indices
+    optimizer = torch.optim.Adam(params, lr=config.lr)
+
+    best_state = _snapshot(model)
+    best_epoch, best_valid, best_score = 0, dict[str, float](), -math.inf
+    seconds_to_best = 0.0
+    bad_evals = 0
+    history: list[dict[str, Any]] = []
+    model.train()
+    for epoch in range(1, config.epochs + 1):
+        t_epoch = time.perf_counter()
+        order = torch.randperm(len(users_all), generator=generator).numpy()
+        users_np, pos_np = users_all[order], items_all[order]
+        neg_np = sampler.sample(users_np, pos_np, generator)
+        users_t = torch.from_numpy(users_np).to(device)
+        pos_t = torch.from_numpy(pos_np).to(device)
+        neg_t = torch.from_numpy(neg_np).to(device)
+        total = 0.0
+        for start in range(0, len(order), config.batch_size):
+            u = users_t[start : start + config.batch_size]
+            p = pos_t[start : start + config.batch_size]
+            n = neg_t[start : start + config.batch_size]
+            user_emb, item_emb = model()
+            ue = user_emb[u]
+            diff = (ue * item_emb[p]).sum(-1) - (ue * item_emb[n]).sum(-1)
+            loss = -torch.nn.functional.logsigmoid(diff).mean() + config.weight_decay * model.regularized(u, p, n)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * len(u)
+        record: dict[str, Any] = {"epoch": epoch, "loss": total / len(order), f"valid_{monitor}": None}
+        stop = False
+        if epoch % config.eval_every == 0 or epoch == config.epochs:
+            metrics = _evaluate(model, train, valid, config.ks)
+            score = metrics[monitor]
+            record[f"valid_{monitor}"] = score
+            if score > best_score:
+                best_score, best_epoch, best_valid = score, epoch, metrics
+                best_state = _snapshot(model)
+                seconds_to_best = time.perf_counter() - t0
+                bad_evals = 0
+            else:
+                bad_evals += 1
+                stop = bad_evals >= config.patience
+        record["seconds"] = time.perf_counter() - t_epoch
+        history.append(record)
+        if progress is not None:
+            progress(record)
+        if stop:
+            break
+    model.load_state_dict(best_state)
+    model.eval()
+    return FitResult(best_epoch, best_valid, seed, history, seconds_to_best, time.perf_counter() - t0)
+
+
+# --- artifacts -------------------------------------------------------------------------------------------------------
+
+#: Constructor arguments recorded per model class (besides ``num_users`` and ``num_items``), read from attributes.
+_HPARAMS = ("dim", "num_layers", "alpha")
+
+
+def hyperparameters(model: Recommender) -> dict[str, Any]:
+    """The constructor arguments of ``model`` that can be read back from it (sizes, ``dim``, ``num_layers``, ...)."""
+    out: dict[str, Any] = {"class": type(model).__name__, "num_users": model.num_users, "num_items": model.num_items}
+    for name in _HPARAMS:
+        value = getattr(model, name, None)
+        if isinstance(value, torch.Tensor):
+            value = value.tolist()
+        if value is not None and not callable(value):
+            out[name] = value
+    return out
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def save_artifact(
+    path: str | Path,
+    model_name: str,
+    model: Recommender,
+    config: TrainConfig,
+    result: FitResult,
+    idmap: IdMap,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write the folder ``path`` (created) with ``weights.pt`` (the state dict), ``meta.json`` and ``idmap.json``.
+
+    ``meta.json``: ``model`` (``model_name``), ``hyperparameters`` (:func:`hyperparameters`), ``config``, ``seed``,
+    ``best_epoch``, ``metrics`` (validation at the best epoch), times, ``history``, ``versions`` and ``extra``
+    (anything JSON-serialisable the caller adds, e.g. the test metrics or the dataset name). Returns the folder.
+    """
+    import scenerec
+
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), folder / WEIGHTS)
+    meta = {
+        "model": model_name,
+        "hyperparameters": hyperparameters(model),
+        "config": asdict(config),
+        "seed": result.seed,
+        "best_epoch": result.best_epoch,
+        "metrics": {"valid": result.best_valid},
+        "seconds_to_best": result.seconds_to_best,
+        "seconds_total": result.seconds_total,
+        "history": result.history,
+        "versions": {
+            "scenerec": scenerec.__version__,
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+        },
+        "extra": dict(extra or {}),
+    }
+    (folder / META).write_text(json.dumps(_jsonable(meta), indent=2), encoding="utf-8")
+    idmap.save(folder / IDMAP)
+    return folder
+
+
+def load_artifact(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """``(state_dict, meta)`` of an artifact folder written by :func:`save_artifact` (``meta["idmap"]``: the
+    :class:`IdMap`). Rebuild the model with :func:`build_model`."""
+    folder = Path(path)
+    state = torch.load(folder / WEIGHTS, map_location="cpu", weights_only=True)
+    meta = json.loads((folder / META).read_text(encoding="utf-8"))
+    meta["idmap"] = IdMap.load(folder / IDMAP)
+    return state, meta
+
+
+def build_model(
+    meta: Mapping[str, Any], state_dict: Mapping[str, torch.Tensor] | None = None, *, adj: torch.Tensor | None = None
+) -> Recommender:
+    """A model of the class and sizes in ``meta["hyperparameters"]``, loaded with ``state_dict`` when given.
+
+    :class:`LightGCN` needs ``adj``, the normalised adjacency of the training graph
+    (:func:`scenerec.gnn.propagation.normalized_adjacency`), unless the state dict holds it.
+    """
+    hp = dict(meta["hyperparameters"])
+    cls, n_users, n_items = hp.pop("class"), int(hp.pop("num_users")), int(hp.pop("num_items"))
+    model: Recommender
+    if cls == "MostPopular":
+        model = MostPopular(torch.zeros(n_items), num_users=n_users)
+    elif cls == "BPRMF":
+        model = BPRMF(n_users, n_items, **hp)
+    elif cls == "LightGCN":
+        if adj is None:
+            raise ValueError("LightGCN needs adj, the training graph's normalized_adjacency")
+        model = LightGCN(n_users, n_items, adj, **hp)
+    else:
+        raise ValueError(f"unknown model class {cls!r}")
+    if state_dict is not None:
+        model.load_state_dict(dict(state_dict))
+    model.eval()
+    return model
