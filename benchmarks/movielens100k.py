@@ -87,6 +87,7 @@ def main() -> None:
     ap.add_argument("--lr", nargs="+", type=float, default=[1e-3])
     ap.add_argument("--epochs", type=int, default=300, help="cap on training epochs")
     ap.add_argument("--patience", type=int, default=10)
+    ap.add_argument("--min-epochs", type=int, default=0, help="early stopping may not stop before this epoch")
     ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--batch-size", type=int, default=2048)
     ap.add_argument("--weight-decay", type=float, default=1e-4)
@@ -123,6 +124,7 @@ def main() -> None:
                 lr=lr or 1e-3,
                 weight_decay=args.weight_decay,
                 patience=args.patience,
+                min_epochs=args.min_epochs,
                 seed=args.seed,
                 threads=args.threads,
             )

@@ -47,6 +47,8 @@ class TrainConfig:
     ``ndcg@{ks[0]}`` on the validation set. ``seed`` None: one is drawn, logged and stored in the result.
     ``threads``: torch CPU threads during :func:`fit` (None: leave as is). ``reset_parameters``: call
     ``model.reset_parameters()`` under the seed first, so that a seed fixes the whole run (False: warm start).
+    ``min_epochs``: early stopping may not stop before this epoch (a deep LightGCN with a small learning rate can sit
+    at the popularity level for more than ``patience`` evaluations before it starts to learn).
     """
 
     epochs: int = 300
@@ -59,9 +61,17 @@ class TrainConfig:
     seed: int | None = None
     threads: int | None = None
     reset_parameters: bool = True
+    min_epochs: int = 0
 
     def __post_init__(self) -> None:
-        if self.epochs < 0 or self.batch_size < 1 or self.eval_every < 1 or self.patience < 1 or not self.ks:
+        if (
+            self.epochs < 0
+            or self.batch_size < 1
+            or self.eval_every < 1
+            or self.patience < 1
+            or not self.ks
+            or self.min_epochs < 0
+        ):
             raise ValueError(f"invalid TrainConfig: {self}")
 
     @property
@@ -292,7 +302,7 @@ def _fit(
                 bad_evals = 0
             else:
                 bad_evals += 1
-                stop = bad_evals >= config.patience
+                stop = bad_evals >= config.patience and epoch >= config.min_epochs
         record["seconds"] = time.perf_counter() - t_epoch
         history.append(record)
         if progress is not None:

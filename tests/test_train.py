@@ -127,6 +127,16 @@ def test_early_stopping_restores_the_best_epoch(ml_slice: Slice) -> None:
     assert again["ndcg@10"] == pytest.approx(result.best_valid["ndcg@10"], abs=1e-12)
 
 
+def test_min_epochs_holds_early_stopping_back(ml_slice: Slice) -> None:
+    _, train, valid = ml_slice
+    cfg = TrainConfig(epochs=60, batch_size=256, lr=0.2, weight_decay=0.0, patience=2, seed=3, threads=1)
+    free = fit(BPRMF(*train.shape, dim=16), train, valid, cfg)
+    held = fit(BPRMF(*train.shape, dim=16), train, valid, replace(cfg, min_epochs=len(free.history) + 5))
+    assert len(held.history) >= len(free.history) + 5
+    with pytest.raises(ValueError):
+        TrainConfig(min_epochs=-1)
+
+
 def test_same_seed_same_history(ml_slice: Slice) -> None:
     _, train, valid = ml_slice
     adj = normalized_adjacency(torch.as_tensor(np.stack([train.rows(), train.indices])), *train.shape)
