@@ -1,4 +1,4 @@
-"""The ``scenerec`` command line: batch graph rebuilds and Cypher queries.
+"""The ``scenerec`` command line: batch graph rebuilds, Cypher queries, search and recommenders.
 
 Every command exits 0 on success and non-zero with a one-line ``error: ...`` on bad input.
 """
@@ -221,6 +221,62 @@ def cmd_classify_scenes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_ks(text: str) -> tuple[int, ...]:
+    """``"10,20"`` -> ``(10, 20)``; anything else that is not a list of positive integers is an error."""
+    try:
+        ks = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ScenerecError(f"--k {text!r}: expected positive integers separated by commas, e.g. 10,20") from None
+    if not ks or min(ks) < 1:
+        raise ScenerecError(f"--k {text!r}: expected positive integers separated by commas, e.g. 10,20")
+    return ks
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from scenerec.engine import Engine
+    from scenerec.gnn import TrainConfig
+
+    try:
+        config = TrainConfig(epochs=args.epochs) if args.epochs is not None else TrainConfig()
+    except ValueError as exc:
+        raise ScenerecError(f"--epochs {args.epochs}: {exc}") from None
+    with Engine.open(args.store) as engine:  # the graph is only read; the model goes to the generation folder
+        result = engine.fit(args.model, config=config, seed=args.seed)
+        folder = engine.model_dir
+    metrics = ", ".join(f"{k} {v:.4f}" for k, v in result.best_valid.items())
+    print(f"fitted {args.model} on {args.store} (seed {result.seed}) -> {folder}")
+    print(f"best epoch: {result.best_epoch} of {len(result.history)}")
+    print(f"valid:      {metrics}")
+    print(f"time:       {result.seconds_total:.1f} s ({result.seconds_to_best:.1f} s to the best epoch)")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from scenerec.engine import Engine
+
+    with Engine.open(args.store) as engine:
+        out = engine.evaluate(args.scene, ks=_parse_ks(args.k))
+    if args.format == "json":
+        print(json.dumps({k: (None if isinstance(v, float) and v != v else v) for k, v in out.items()}))
+        return 0
+    print(f"scene {out['scene']}: {out['users']} test users")
+    rows = [{"metric": k, "value": v} for k, v in out.items() if k not in ("scene", "users")]
+    _print_frame(pd.DataFrame(rows), "table")
+    return 0
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from scenerec.engine import Engine
+
+    with Engine.open(args.store) as engine:
+        try:
+            recs = engine.recommend(args.user, args.scene, k=args.k)
+        except ValueError as exc:
+            raise ScenerecError(str(exc)) from None
+    _print_frame(recs, args.format)
+    return 0
+
+
 def cmd_formats(args: argparse.Namespace) -> int:
     from scenerec.loaders import LOADERS, available_formats
 
@@ -355,6 +411,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show", type=int, default=20, help="rows of each list to print (table format)")
     p.add_argument("--format", default="table", choices=["table", "json"])
     p.set_defaults(func=cmd_classify_scenes)
+
+    p = sub.add_parser("fit", help="train a recommender on the store's interactions and save it with the store")
+    p.add_argument("--store", required=True)
+    p.add_argument("--model", default="lightgcn", help="pop, bpr or lightgcn (default lightgcn)")
+    p.add_argument("--seed", type=int, default=None, help="training seed (default: drawn and printed)")
+    p.add_argument("--epochs", type=int, default=None, help="maximum epochs (default 300, early stopping)")
+    p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("evaluate", help="test-split metrics of the trained recommender within a scene")
+    p.add_argument("--store", required=True)
+    p.add_argument("--scene", required=True)
+    p.add_argument("--k", default="10,20", help="cut-offs, comma-separated (default 10,20)")
+    p.add_argument("--format", default="table", choices=["table", "json"])
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("recommend", help="top items of a scene for a user (trained recommender)")
+    p.add_argument("--store", required=True)
+    p.add_argument("--user", required=True)
+    p.add_argument("--scene", required=True)
+    p.add_argument("-k", type=int, default=10, help="how many items (default 10)")
+    p.add_argument("--format", default="table", choices=["table", "json"])
+    p.set_defaults(func=cmd_recommend)
 
     p = sub.add_parser("formats", help="list the dataset formats")
     p.set_defaults(func=cmd_formats)

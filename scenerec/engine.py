@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -13,8 +16,53 @@ import pandas as pd
 from scenerec.config import EmbedConfig
 from scenerec.errors import ConfigError, StoreError, UnknownIdError
 from scenerec.ids import IdMap
-from scenerec.kg import GraphStore, load_features, load_idmap, open_store, read_manifest
+from scenerec.kg import GraphStore, current_generation, load_features, load_idmap, open_store, read_manifest
 from scenerec.llm import DEFAULT_MODEL, TextEncoder
+
+if TYPE_CHECKING:
+    import torch
+
+    from scenerec.gnn import CSR, FitResult, Recommender, TrainConfig
+
+#: Folder of the trained recommender inside the live generation; :data:`SPLITS_FILE` inside it holds the
+#: train/valid/test pairs and the item -> scene map the model was trained with.
+MODEL_DIR = "model"
+SPLITS_FILE = "splits.npz"
+
+
+def _adjacency(train: CSR) -> torch.Tensor:
+    """The normalised user-item adjacency of the training pairs (for LightGCN)."""
+    import torch
+
+    from scenerec.gnn import normalized_adjacency
+
+    edge_index = torch.from_numpy(np.stack([train.rows(), train.indices]).astype(np.int64))
+    return normalized_adjacency(edge_index, train.shape[0], train.shape[1])
+
+
+def _most_popular(train: CSR) -> Recommender:
+    import torch
+
+    from scenerec.gnn import MostPopular
+
+    counts = np.bincount(train.indices, minlength=train.shape[1]).astype(np.float32)
+    return MostPopular(torch.from_numpy(counts), num_users=train.shape[0])
+
+
+def _bprmf(train: CSR) -> Recommender:
+    from scenerec.gnn import BPRMF
+
+    return BPRMF(train.shape[0], train.shape[1], dim=64)
+
+
+def _lightgcn(train: CSR) -> Recommender:
+    from scenerec.gnn import LightGCN
+
+    return LightGCN(train.shape[0], train.shape[1], _adjacency(train), dim=64, num_layers=2)
+
+
+#: The recommenders :meth:`Engine.fit` can train, by name: ``factory(train CSR) -> untrained model``.
+MODELS: dict[str, Callable[[CSR], Recommender]] = {"pop": _most_popular, "bpr": _bprmf, "lightgcn": _lightgcn}
 
 
 @dataclass
@@ -28,10 +76,12 @@ class SceneClassification:
 
 
 class Engine:
-    """A built store opened for use: queries, semantic search (more to come: fit, recommend, explain).
+    """A built store opened for use: queries, semantic search, recommenders (fit, recommend, evaluate).
 
     >>> with Engine.open("demo-store") as engine:                 # doctest: +SKIP
     ...     engine.search_items("blue gel pens", scene="office", k=5)
+    ...     engine.fit("lightgcn")
+    ...     engine.recommend("A1B2C3", scene="office", k=10)
     """
 
     def __init__(
@@ -50,6 +100,11 @@ class Engine:
         self.features = features
         self._encoder = encoder
         self._items: pd.DataFrame | None = None
+        self._model: Recommender | None = None
+        self._model_name = ""
+        self._splits: dict[str, CSR] = {}
+        self._item_scene = np.zeros(0, dtype=np.int64)
+        self._embeddings: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @classmethod
     def open(cls, store: str | Path, *, encoder: TextEncoder | None = None, read_only: bool = True) -> Engine:
@@ -171,3 +226,170 @@ class Engine:
             written = self.store.assign_item_scenes(assignments[assignments["assigned"]])
             self._items = None
         return SceneClassification(report=report, assignments=assignments, written=written)
+
+    # ---------------------------------------------------------------- recommenders
+    @property
+    def model_dir(self) -> Path:
+        """Where :meth:`fit` saves the trained recommender: ``<live generation>/model``."""
+        return current_generation(self.path) / MODEL_DIR
+
+    def _interaction_splits(self, seed: int | None) -> tuple[dict[str, CSR], np.ndarray, bool]:
+        """Train/valid/test :class:`CSR` of the stored interactions, the item -> scene index map and whether the
+        splits were assigned here (``random_per_user`` with ``seed``, default 2020, when any interaction has none)."""
+        from scenerec.gnn import Interactions, random_per_user
+        from scenerec.ids import IdMap
+
+        index = self.store.edge_index(IdMap.from_dict(self.idmap.to_dict()))
+        if index.idmap != self.idmap:
+            raise StoreError(f"{self.path}: the graph holds nodes that its id map does not; rebuild the store")
+        edges = index.edges.get(("user", "INTERACTED", "item"))
+        if edges is None or edges.empty:
+            raise ConfigError(f"{self.path}: the store has no interactions to train on")
+        users, items = self.idmap.ids("user"), self.idmap.ids("item")
+        split = edges["split"].astype("string").fillna("") if "split" in edges else pd.Series("", index=edges.index)
+        frame = pd.DataFrame(
+            {
+                "user": np.asarray(users, dtype=object)[edges["src"].to_numpy()],
+                "item": np.asarray(items, dtype=object)[edges["dst"].to_numpy()],
+                "split": split.to_numpy(dtype=object),
+            }
+        )
+        assigned = bool((frame["split"] == "").any())
+        if assigned:
+            frame = random_per_user(frame, seed=2020 if seed is None else seed)
+        return Interactions.from_frame(frame, self.idmap), index.item_scene, assigned
+
+    def _set_model(self, name: str, model: Recommender, splits: dict[str, CSR], item_scene: np.ndarray) -> None:
+        import torch
+
+        model.eval()
+        with torch.no_grad():
+            user_emb, item_emb = model()
+        self._model, self._model_name, self._splits, self._item_scene = model, name, splits, item_scene
+        self._embeddings = (user_emb.detach(), item_emb.detach())
+
+    def fit(self, model: str = "lightgcn", *, config: TrainConfig | None = None, seed: int | None = None) -> FitResult:
+        """Train the recommender ``model`` (a name of :data:`MODELS`) on the store's interactions and save it.
+
+        The splits stored on the interactions are used (``random_per_user`` over all of them when any has none);
+        BPR negatives are drawn within the positive item's scene; early stopping watches validation NDCG. The
+        artifact (:func:`scenerec.gnn.save_artifact`, plus the splits) goes to :attr:`model_dir`, replacing any
+        earlier one, so that it belongs to the live generation; the model stays loaded for :meth:`recommend`.
+        ``seed`` overrides ``config.seed`` (and seeds the split, when one is assigned).
+        """
+        from scenerec.gnn import TrainConfig, fit, save_artifact
+
+        factory = MODELS.get(model)
+        if factory is None:
+            raise ConfigError(f"unknown model {model!r}; choose one of: {', '.join(MODELS)}")
+        cfg = config if config is not None else TrainConfig()
+        if seed is not None:
+            cfg = replace(cfg, seed=seed)
+        splits, item_scene, assigned = self._interaction_splits(cfg.seed)
+        recommender = factory(splits["train"])
+        result = fit(recommender, splits["train"], splits["valid"], cfg, item_scene=item_scene)
+        target = self.model_dir
+        tmp = target.with_name(f"{MODEL_DIR}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        extra = {"generation": target.parent.name, "splits": "random_per_user" if assigned else "stored"}
+        save_artifact(tmp, model, recommender, cfg, result, self.idmap, extra=extra)
+        arrays = {"item_scene": item_scene}
+        for name, csr in splits.items():
+            arrays[f"{name}_users"], arrays[f"{name}_items"] = csr.rows(), csr.indices
+        np.savez(tmp / SPLITS_FILE, **arrays)  # type: ignore[arg-type]  # numpy stubs read ** as allow_pickle
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)
+        self._set_model(model, recommender, splits, item_scene)
+        return result
+
+    def _load_model(self) -> Recommender:
+        """The model trained by :meth:`fit` in this process, else the one saved in :attr:`model_dir`."""
+        if self._model is not None:
+            return self._model
+        from scenerec.gnn import CSR, build_model, load_artifact
+
+        folder = self.model_dir
+        if not (folder / SPLITS_FILE).is_file():
+            raise ConfigError(f"{self.path}: no trained model; run `scenerec fit --store {self.path}` first")
+        state, meta = load_artifact(folder)
+        if meta["idmap"] != self.idmap:
+            raise ConfigError(f"{folder}: the model was trained on other nodes than the store holds; run fit again")
+        shape = (self.idmap.size("user"), self.idmap.size("item"))
+        with np.load(folder / SPLITS_FILE) as z:
+            splits = {s: CSR.from_pairs(z[f"{s}_users"], z[f"{s}_items"], shape) for s in ("train", "valid", "test")}
+            item_scene = z["item_scene"].astype(np.int64)
+        adj = _adjacency(splits["train"]) if meta["hyperparameters"]["class"] == "LightGCN" else None
+        model = build_model(meta, state, adj=adj)
+        self._set_model(str(meta["model"]), model, splits, item_scene)
+        return model
+
+    def _scene_items(self, scene: str) -> np.ndarray:
+        """Item indices of ``scene`` (checked to exist), ascending."""
+        if ("scene", scene) not in self.idmap:
+            raise UnknownIdError("scene", scene, hint=f"known scenes: {', '.join(self.idmap.ids('scene'))}")
+        return np.flatnonzero(self._item_scene == self.idmap.index("scene", scene))
+
+    def _scores(self, users: torch.Tensor) -> torch.Tensor:
+        """Scores (b, n_items) of the loaded model for ``users`` (b,)."""
+        model = self._load_model()
+        assert self._embeddings is not None
+        return model.score(users, *self._embeddings).detach()
+
+    def recommend(self, user_id: str, scene: str, k: int = 10) -> pd.DataFrame:
+        """The ``k`` items of ``scene`` the trained model scores highest for ``user_id``, the user's training items
+        left out. Columns ``item_id``, ``scene``, ``score``, ``rank`` (1 = best); ties go to the lower item index.
+
+        Raises :class:`UnknownIdError` for an unknown user or scene, :class:`ConfigError` when no model is trained.
+        """
+        import torch
+
+        if not isinstance(k, int) or k < 1:
+            raise ValueError("k must be a positive integer")
+        self._load_model()
+        candidates = self._scene_items(scene)
+        if ("user", user_id) not in self.idmap:
+            raise UnknownIdError("user", user_id)
+        user = self.idmap.index("user", user_id)
+        scores = self._scores(torch.tensor([user], dtype=torch.long))[0].cpu().numpy().astype(np.float64)
+        train = self._splits["train"]
+        seen = train.indices[train.indptr[user] : train.indptr[user + 1]]
+        candidates = np.setdiff1d(candidates, seen, assume_unique=True)
+        k = min(k, len(candidates))
+        if k == 0:
+            return pd.DataFrame({"item_id": [], "scene": [], "score": [], "rank": []}).astype(
+                {"item_id": str, "scene": str, "score": float, "rank": int}
+            )
+        part = candidates[np.argpartition(-scores[candidates], k - 1)[:k]]
+        top = part[np.lexsort((part, -scores[part]))]
+        item_ids = self.idmap.ids("item")
+        return pd.DataFrame(
+            {
+                "item_id": [item_ids[i] for i in top],
+                "scene": scene,
+                "score": scores[top],
+                "rank": np.arange(1, k + 1, dtype=np.int64),
+            }
+        )
+
+    def evaluate(self, scene: str, ks: Sequence[int] = (10, 20)) -> dict[str, Any]:
+        """Test-split quality of the trained model within ``scene``: full ranking over the scene's items, each
+        user's train and valid items excluded, users without a test item in the scene skipped.
+
+        Returns ``{"scene": scene, "recall@10": ..., "ndcg@10": ..., ... (every metric of
+        :func:`scenerec.gnn.metrics.summarize` at every k), "users": number of users evaluated}``.
+        """
+        from scenerec.gnn import evaluate_scores
+
+        ks = tuple(int(k) for k in ks)
+        if not ks or min(ks) < 1:
+            raise ValueError("ks must be positive integers")
+        self._load_model()
+        candidates = self._scene_items(scene)
+        if len(candidates) == 0:
+            raise ConfigError(f"scene {scene!r} has no items to rank")
+        test = self._splits["test"]
+        users = len(np.unique(test.rows()[np.isin(test.indices, candidates)]))
+        metrics = evaluate_scores(
+            self._scores, self._splits["train"], test, exclude=self._splits["valid"], ks=ks, candidate_items=candidates
+        )
+        return {"scene": scene, **metrics, "users": users}
