@@ -117,6 +117,18 @@ def random_per_user(df: pd.DataFrame, ratios: Sequence[float] = (0.8, 0.1, 0.1),
     return _with_split(df, split)
 
 
+def _complete(df: pd.DataFrame, by: str, protocol: str) -> pd.Series:
+    """Column ``by`` of ``df``; :class:`DataFormatError` when any row lacks a value."""
+    key = df[by]
+    if key.isna().any():
+        raise DataFormatError(
+            f"{int(key.isna().sum())} of {len(df)} interactions have no {by}; {protocol} needs it on every row",
+            file="interactions",
+            column=by,
+        )
+    return key
+
+
 def leave_one_out(df: pd.DataFrame, by: str = "timestamp") -> pd.DataFrame:
     """Per user, ordered by ``by`` (ties keep row order): the last row is test, the second last valid, the rest train.
 
@@ -124,13 +136,7 @@ def leave_one_out(df: pd.DataFrame, by: str = "timestamp") -> pd.DataFrame:
     missing or has empty values.
     """
     _require(df, ["user", by])
-    key = df[by]
-    if key.isna().any():
-        raise DataFormatError(
-            f"{int(key.isna().sum())} of {len(df)} interactions have no {by}; leave_one_out needs it on every row",
-            file="interactions",
-            column=by,
-        )
+    key = _complete(df, by, "leave_one_out")
     order = pd.DataFrame({"user": df["user"].to_numpy(dtype=object), "key": key.to_numpy(), "row": np.arange(len(df))})
     order = order.sort_values(["key", "row"], kind="stable")
     grouped = order.groupby("user", sort=False)
@@ -154,13 +160,7 @@ def temporal(df: pd.DataFrame, ratios: Sequence[float] = (0.8, 0.1, 0.1), by: st
     """
     _require(df, [by])
     labels = _labels(ratios)
-    key = df[by]
-    if key.isna().any():
-        raise DataFormatError(
-            f"{int(key.isna().sum())} of {len(df)} interactions have no {by}; temporal needs it on every row",
-            file="interactions",
-            column=by,
-        )
+    key = _complete(df, by, "temporal")
     values = key.to_numpy(dtype=np.float64) if pd.api.types.is_numeric_dtype(key) else key.to_numpy()
     if len(df) == 0:
         return _with_split(df, np.empty(0, dtype=object))
