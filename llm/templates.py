@@ -21,8 +21,12 @@ class TextTemplates:
     * ``item``: fields ``title``, ``description``, ``attributes`` (the most telling attributes as ``key: value``
       pairs, at most ``max_attributes``; ids, URLs and values the title or description already contain are left
       out; or only ``attribute_keys`` when given), ``scene``;
-    * ``entity``: ``name``, ``type``, ``id``;
-    * ``scene``: ``name``, ``description``, ``id``.
+    * ``entity``: ``name`` (the id when there is no name), ``type``, ``id``;
+    * ``scene``: ``name`` (the id when there is no name), ``description``, ``id``.
+
+    An entity with neither name nor type, and a scene with neither name nor description, get no text (``""``): its
+    id alone (e.g. a Freebase mid such as ``m.04ctbw8``) says nothing an encoder could use. The feature step gives
+    nodes with an empty text no embedding. An item's text is never replaced by its id.
     """
 
     item: str = "{title}. {description}. {attributes}"
@@ -81,22 +85,23 @@ class TextTemplates:
 
     def entities(self, ds: Dataset) -> list[str]:
         rows = ds.entities[["id", "type", "name"]].to_dict("records")
-        return [
-            self._fill(
-                self.entity, {"name": str(r["name"]) or str(r["id"]), "type": str(r["type"]), "id": str(r["id"])}
+        out = []
+        for r in rows:
+            eid, name, etype = str(r["id"]), _text(r["name"]), _text(r["type"])
+            out.append(
+                self._fill(self.entity, {"name": name or eid, "type": etype, "id": eid}) if name or etype else ""
             )
-            for r in rows
-        ]
+        return out
 
     def scenes(self, ds: Dataset) -> list[str]:
         rows = ds.scenes[["id", "name", "description"]].to_dict("records")
-        return [
-            self._fill(
-                self.scene,
-                {"name": str(r["name"]) or str(r["id"]), "description": str(r["description"]), "id": str(r["id"])},
+        out = []
+        for r in rows:
+            sid, name, desc = str(r["id"]), _text(r["name"]), _text(r["description"])
+            out.append(
+                self._fill(self.scene, {"name": name or sid, "description": desc, "id": sid}) if name or desc else ""
             )
-            for r in rows
-        ]
+        return out
 
     def for_label(self, label: str, ds: Dataset) -> list[str]:
         """Texts of every node of ``label`` (``Item``, ``Entity``, ``Scene``), in the dataset's row order."""
@@ -107,6 +112,13 @@ class TextTemplates:
         if label == "Scene":
             return self.scenes(ds)
         raise ValueError(f"no text template for label {label!r} (expected Item, Entity or Scene)")
+
+
+def _text(value: object) -> str:
+    """A field as text: missing values (None, NaN, pandas NA) and blanks are ``""``."""
+    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+        return ""
+    return str(value).strip()
 
 
 class _Blank(dict[str, str]):

@@ -10,9 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from scenerec.config import Backend, EmbedConfig, Neo4jConfig
 from scenerec.kg import GraphStore, NodeVectors, RebuildReport, rebuild
-from scenerec.llm import HFTextEncoder, TextEncoder, TextTemplates, embed_dataset
+from scenerec.llm import TEXT_LABELS, HFTextEncoder, TextEncoder, TextTemplates, embed_dataset
 from scenerec.loaders import LoadOptions
 from scenerec.records import Dataset
 
@@ -41,29 +43,52 @@ def text_feature_step(
     templates: TextTemplates | None = None,
     progress: Progress | None = None,
 ) -> Callable[[Dataset, Path], NodeVectors]:
-    """A feature step for :func:`scenerec.kg.rebuild` that embeds Scene, Item and Entity texts with ``encoder``."""
+    """A feature step for :func:`scenerec.kg.rebuild` that embeds Scene, Item and Entity texts with ``encoder``.
+
+    Nodes whose text is empty (e.g. an entity with neither name nor type, see :class:`TextTemplates`) are not
+    encoded: their rows of the vectors are zero, which :func:`scenerec.gnn.build_hetero` reads as ``has_text =
+    False``. A label none of whose nodes has a text still gets its (all-zero) vectors, so the store's schema and the
+    feature arrays keep one shape. ``info["texts"]`` counts the non-empty texts, ``info["without_text"]`` the rest.
+    """
+    t = templates or TextTemplates()
 
     def step(ds: Dataset, store: Path) -> NodeVectors:
         def bar(done: int, total: int) -> None:
             if progress:
                 progress("embed", done, total)
 
-        vectors, stats = embed_dataset(
-            ds, encoder, cache_dir=store / CACHE_DIR if cache else None, templates=templates, progress=bar
+        tables = {"Scene": ds.scenes, "Item": ds.items, "Entity": ds.entities}
+        has = {label: np.array([bool(x) for x in t.for_label(label, ds)], dtype=bool) for label in TEXT_LABELS}
+        # Only the rows with a text go to the encoder (and count in its statistics).
+        with_text = Dataset(ds.name, **{_TABLE[label]: tables[label][has[label]] for label in TEXT_LABELS})
+        found, stats = embed_dataset(
+            with_text, encoder, cache_dir=store / CACHE_DIR if cache else None, templates=t, progress=bar
         )
+        vectors: dict[str, np.ndarray] = {}
+        for label in TEXT_LABELS:
+            if not len(tables[label]):
+                continue
+            full = np.zeros((len(tables[label]), encoder.dim), dtype=np.float32)
+            full[has[label]] = found[label]
+            vectors[label] = full
         info: dict[str, Any] = {
             "model": getattr(encoder, "name", type(encoder).__name__),
             "identity": encoder.identity,
             "dim": encoder.dim,
             "texts": stats.texts,
+            "without_text": {label: int((~has[label]).sum()) for label in TEXT_LABELS},
             "cached": stats.cached,
             "encoded": stats.encoded,
             "forward_passes": stats.forward_passes,
             "seconds": round(stats.seconds, 3),
         }
-        return NodeVectors({label: v for label, v in vectors.items() if len(v)}, info)
+        return NodeVectors(vectors, info)
 
     return step
+
+
+#: The dataset table of each text-bearing node label.
+_TABLE = {"Scene": "scenes", "Item": "items", "Entity": "entities"}
 
 
 def build(

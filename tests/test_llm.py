@@ -12,9 +12,10 @@ from scenerec.cli import SAMPLE, main
 from scenerec.config import EmbedConfig
 from scenerec.engine import Engine
 from scenerec.errors import ConfigError, UnknownIdError
+from scenerec.gnn.data import build_hetero
 from scenerec.kg import load_features, load_idmap, open_store, read_manifest
-from scenerec.llm import EmbeddingCache, HFTextEncoder, TextTemplates, embed_dataset, text_key
-from scenerec.pipeline import CACHE_DIR, build
+from scenerec.llm import EmbeddingCache, HFTextEncoder, TextTemplates, embed_dataset, text_key, texts_frame
+from scenerec.pipeline import CACHE_DIR, build, text_feature_step
 from scenerec.records import Dataset, Entity, Item, Scene
 
 TEXTS = ["blue gel pens", "gel ink pen, blue", "acrylic paint set for canvas", "", "ünïcödé 文字 ✓"]
@@ -76,16 +77,98 @@ def test_templates() -> None:
     t = TextTemplates()
     ds = tiny()
     assert t.items(ds) == ["Dune. A desert planet. author: Herbert", "Blue Train. label: Blue Note", ""]
-    assert t.entities(ds) == ["Blue Note (label)", "e2", "Blue Note (label)"]
+    assert t.entities(ds) == ["Blue Note (label)", "", "Blue Note (label)"]  # e2: no name, no type -> no text
     assert t.scenes(ds) == ["Books: printed books", "Music"]
     custom = TextTemplates(item="{title} [{scene}]", attribute_keys=("isbn",))
     assert custom.items(ds)[0] == "Dune [books]"
 
 
+def test_nodes_with_nothing_but_an_id_get_no_text() -> None:
+    ds = Dataset.from_records(
+        "ids",
+        scenes=[Scene("s1", "", ""), Scene("s2", "", "only a description"), Scene("s3", "Named")],
+        items=[Item("i1", "s1", "", "", {}), Item("i2", "s2", "Title", "", {})],
+        entities=[
+            Entity("m.04ctbw8", "", ""),  # a Freebase mid: nothing to embed
+            Entity("m.0kv2hv", "genre", ""),  # a type says something: the id stays as the name
+            Entity("e3", "", "Jazz"),
+            Entity("e4", "  ", " "),  # blanks are no text either
+        ],
+    )
+    t = TextTemplates()
+    assert t.entities(ds) == ["", "m.0kv2hv (genre)", "Jazz", ""]
+    assert t.scenes(ds) == ["", "s2: only a description", "Named"]
+    assert t.items(ds) == ["", "Title"]  # items keep today's text
+    frame = texts_frame(ds)
+    assert frame[frame["text"] == ""]["id"].tolist() == ["s1", "i1", "m.04ctbw8", "e4"]
+
+
+def test_feature_step_leaves_nodes_without_text_unencoded(encoder: HFTextEncoder, tmp_path: Path) -> None:
+    ds = tiny()  # item m2 and entity e2 have no text
+    passes = encoder.forward_passes
+    out = text_feature_step(encoder, cache=False)(ds, tmp_path)
+    assert encoder.forward_passes > passes
+    assert {label: v.shape for label, v in out.vectors.items()} == {
+        "Scene": (2, 384),
+        "Item": (3, 384),
+        "Entity": (3, 384),
+    }
+    np.testing.assert_array_equal(out.vectors["Entity"][1], 0)
+    np.testing.assert_array_equal(out.vectors["Item"][2], 0)
+    expected = encoder.encode(["Blue Note (label)", "Blue Train. label: Blue Note"])
+    np.testing.assert_allclose(out.vectors["Entity"][[0, 2]], expected[[0, 0]], atol=1e-5)
+    np.testing.assert_allclose(out.vectors["Item"][1], expected[1], atol=1e-5)
+    assert out.info["texts"] == {"Scene": 2, "Item": 2, "Entity": 2}
+    assert out.info["without_text"] == {"Scene": 0, "Item": 1, "Entity": 1}
+    assert out.info["encoded"] == 5  # the two Blue Note entities share one text; no empty text is encoded
+
+
+def _id_only_kg(root: Path, *, named: bool) -> Path:
+    """A generic folder whose KG entities are bare ids (like RecBole's Freebase mids), one named one if ``named``."""
+    root.mkdir()
+    (root / "items.csv").write_text("item_id,scene,title\ni1,movies,Toy Story\ni2,movies,GoldenEye\n")
+    (root / "interactions.csv").write_text("user_id,item_id\nu1,i1\nu1,i2\nu2,i1\n")
+    (root / "triples.csv").write_text(
+        "head,relation,tail\ni1,film.genre,m.04ctbw8\ni2,film.genre,m.0kv2hv\ni1,film.director,m.01\n"
+        + ("i2,film.director,p1\n" if named else "")
+    )
+    if named:
+        (root / "entities.csv").write_text("entity_id,type,name\np1,person,Martin Campbell\n")
+    return root
+
+
+@pytest.mark.parametrize("named", [True, False], ids=["some-named", "none-named"])
+def test_rebuild_gives_id_only_entities_no_embedding(encoder: HFTextEncoder, tmp_path: Path, named: bool) -> None:
+    data = _id_only_kg(tmp_path / "data", named=named)
+    report = build(data, tmp_path / "store", encoder=encoder)
+    assert report.features["texts"] == {"Scene": 1, "Item": 2, "Entity": 1 if named else 0}
+    assert report.features["without_text"]["Entity"] == 3
+    feats, idmap = load_features(tmp_path / "store"), load_idmap(tmp_path / "store")
+    with open_store(tmp_path / "store") as store:
+        data_ = build_hetero(store.edge_index(), feats)
+        from_graph = store.node_features(idmap)
+    entity = data_["entity"]
+    has_text = dict(zip(idmap.ids("entity"), entity.has_text.tolist(), strict=True))
+    assert has_text == ({"p1": True} if named else {}) | {"m.04ctbw8": False, "m.0kv2hv": False, "m.01": False}
+    assert bool(data_["item"].has_text.all()) and bool(data_["scene"].has_text.all())
+    bare = idmap.indices("entity", ["m.04ctbw8", "m.0kv2hv", "m.01"])
+    np.testing.assert_array_equal(feats["entity"][bare], 0)
+    if named:
+        np.testing.assert_allclose(
+            feats["entity"][idmap.indices("entity", ["p1"])[0]],
+            encoder.encode(["Martin Campbell (person)"])[0],
+            atol=1e-5,
+        )
+    # The graph's embedding properties agree with features.npz.
+    for kind in ("item", "entity"):
+        np.testing.assert_array_equal(from_graph.get(kind, np.zeros_like(feats[kind])), feats[kind])
+
+
 def test_cache_skips_known_texts_and_separates_models(encoder: HFTextEncoder, tmp_path: Path) -> None:
     ds = tiny()
     first, stats = embed_dataset(ds, encoder, cache_dir=tmp_path)
-    assert sum(stats.texts.values()) == 8 and stats.encoded == 7  # e1 and e3 share one text, encoded once
+    # e1 and e3 share one text, m2 and e2 the empty one: each is encoded once.
+    assert sum(stats.texts.values()) == 8 and stats.encoded == 6
     passes = encoder.forward_passes
     again, stats = embed_dataset(ds, encoder, cache_dir=tmp_path)
     assert encoder.forward_passes == passes and stats.encoded == 0 and stats.forward_passes == 0
@@ -96,7 +179,7 @@ def test_cache_skips_known_texts_and_separates_models(encoder: HFTextEncoder, tm
     assert stats.encoded == 1  # only the changed title
     other = EmbeddingCache(tmp_path, encoder.identity + "|other", encoder.dim)
     assert len(other) == 0
-    assert len(EmbeddingCache(tmp_path, encoder.identity, encoder.dim)) == 8  # 7 texts + the changed title
+    assert len(EmbeddingCache(tmp_path, encoder.identity, encoder.dim)) == 7  # 6 texts + the changed title
     found, vectors = EmbeddingCache(tmp_path, encoder.identity, encoder.dim).lookup([text_key("Blue Note (label)")])
     assert found.tolist() == [True]
     np.testing.assert_allclose(vectors[0], first["Entity"][0])
