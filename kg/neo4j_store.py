@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 from scenerec.errors import BackendUnavailableError, ConfigError, StoreError
-from scenerec.kg.schema import NODES, check_label, check_rel
+from scenerec.kg.schema import MODEL_EMBEDDING, NODES, check_label, check_rel
 from scenerec.kg.store import GraphStore, LoadStats, Progress, check_rows
 from scenerec.kg.tables import EdgeTable, GraphTables
 
@@ -386,9 +386,10 @@ class Neo4jStore(GraphStore):
         refusal = f":{label} id {{!r}} already exists in the store"
         return sum(self._write_batch(cypher, batch, check, refusal) for batch in self._batches(records))
 
-    def _set_embeddings(self, label: str, ids: list[str], vectors: np.ndarray) -> int:
-        """Vectors as list properties, in batches bounded by ``max_batch_bytes``. A vector too large for one
-        batch on its own (the stand-in takes ~4 KB of parameters) is written in parts and concatenated."""
+    def _set_embeddings(self, label: str, ids: list[str], vectors: np.ndarray, prop: str = "embedding") -> int:
+        """Vectors as list properties ``prop`` (a fixed name, never data), in batches bounded by
+        ``max_batch_bytes``. A vector too large for one batch on its own (the stand-in takes ~4 KB of parameters)
+        is written in parts and concatenated."""
         target = self._target(label)
         missing = self._missing(label, pd.Series(ids))
         if missing:
@@ -399,11 +400,40 @@ class Neo4jStore(GraphStore):
         step = -(-dim // parts)
         for p, start in enumerate(range(0, dim, step)):
             rows = [{"id": i, "part": v[start : start + step].tolist()} for i, v in zip(ids, vectors, strict=True)]
-            value = "row.part" if p == 0 else "n.embedding + row.part"
-            cypher = f"UNWIND $rows AS row MATCH (n:{target} {{id: row.id}}) SET n.embedding = {value}"
+            value = "row.part" if p == 0 else f"n.{prop} + row.part"
+            cypher = f"UNWIND $rows AS row MATCH (n:{target} {{id: row.id}}) SET n.{prop} = {value}"
             for batch in self._batches(rows):
                 self._write_batch(cypher, batch)
         return len(ids)
+
+    def _set_model_embeddings(self, label: str, ids: list[str], vectors: np.ndarray) -> int:
+        """Remove the property from every node of ``label`` (bounded transactions), then set the given vectors."""
+        target = self._target(label)
+        self._repeat(
+            f"MATCH (n:{target}) WHERE n.{MODEL_EMBEDDING} IS NOT NULL WITH n LIMIT $limit "
+            f"REMOVE n.{MODEL_EMBEDDING} RETURN count(n) AS n"
+        )
+        return self._set_embeddings(label, ids, vectors, prop=MODEL_EMBEDDING) if ids else 0
+
+    def _delete_relationships(self, rel: str, src: str, dst: str) -> int:
+        a, b = self._target(src), self._target(dst)
+        rt = check_rel(rel, src, dst)
+        return self._repeat(f"MATCH (:{a})-[r:{rt.type}]->(:{b}) WITH r LIMIT $limit DELETE r RETURN count(r) AS n")
+
+    def _repeat(self, cypher: str) -> int:
+        """Run ``cypher`` (taking ``$limit`` = ``batch_size``, returning ``n``) in one transaction after another
+        until it reports 0 rows; returns the total (a bounded loop instead of one huge transaction)."""
+        total = 0
+        while True:
+
+            def work(tx: neo4j.ManagedTransaction) -> int:
+                record = self._run(tx, cypher, {"limit": self.batch_size}).single()
+                return int(record["n"]) if record is not None else 0
+
+            n = self._write(cypher, work)
+            total += n
+            if n == 0:
+                return total
 
     def _missing(self, label: str, ids: pd.Series) -> list[str]:
         """Up to five of ``ids`` that no node of (the target label of) ``label`` has."""

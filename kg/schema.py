@@ -21,7 +21,14 @@ Relationship                                   Properties
 ``(:Item)-[:IN_SCENE]->(:Scene)``              (none)
 ``(:Item|Entity)-[:RELATED]->(:Item|Entity)``  ``relation`` (the KG relation name)
 ``(a)-[:SAME_AS]->(b)``                        ``score``, ``method`` (User-User, Item/Entity-Item/Entity)
+``(:User)-[:RECOMMENDED]->(:Item)``            ``score``, ``rank`` (1 = best), ``model`` (written back by the
+                                               recommender, see :data:`DERIVED_RELS`)
 =============================================  ====================================================
+
+Written back by a trained recommender (``Engine.write_back``), not part of the dataset: the ``RECOMMENDED``
+relationships (top-k items per user and scene) and the :data:`MODEL_EMBEDDING` property of ``(:User)`` and
+``(:Item)`` nodes, a float array whose size is only known after training (the text ``embedding`` is another
+property). A rebuild starts without them.
 """
 
 from __future__ import annotations
@@ -96,8 +103,15 @@ RELS: dict[str, RelType] = {
             (("User", "User"), *((a, b) for a in _KG for b in _KG)),
             (("score", "DOUBLE"), ("method", "STRING")),
         ),
+        RelType("RECOMMENDED", (("User", "Item"),), (("score", "DOUBLE"), ("rank", "INT64"), ("model", "STRING"))),
     )
 }
+
+#: Relationship types written by the recommender rather than loaded from data: left out of the GNN's edge tables.
+DERIVED_RELS = frozenset({"RECOMMENDED"})
+
+#: Node property holding the learnt representation of a trained recommender (``FLOAT[d]``, d known after training).
+MODEL_EMBEDDING = "gnn_embedding"
 
 #: Label of each id-map kind.
 LABEL_OF_KIND = {n.kind: n.label for n in NODES.values()}

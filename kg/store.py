@@ -21,7 +21,7 @@ import pandas as pd
 
 from scenerec.errors import SchemaError, StoreError, UnknownIdError
 from scenerec.ids import IdMap
-from scenerec.kg.schema import LABEL_OF_KIND, NODES, RELS, check_label, check_rel
+from scenerec.kg.schema import DERIVED_RELS, LABEL_OF_KIND, MODEL_EMBEDDING, NODES, RELS, check_label, check_rel
 from scenerec.kg.tables import EdgeTable, GraphTables
 
 Progress = Callable[[str, int], None]
@@ -195,8 +195,11 @@ class GraphStore(abc.ABC):
 
     def node_embeddings(self, label: str) -> tuple[list[str], np.ndarray]:
         """Ids and ``embedding`` vectors (float32, one row each) of the nodes of ``label`` that have one."""
-        check_label(label)
-        df = self.query(f"MATCH (n:{label}) WHERE n.embedding IS NOT NULL RETURN n.id AS id, n.embedding AS e")
+        return self._node_vectors(check_label(label).label, "embedding")
+
+    def _node_vectors(self, label: str, prop: str) -> tuple[list[str], np.ndarray]:
+        """Ids and float32 vectors of the array property ``prop`` (a fixed name, never data) of ``label``'s nodes."""
+        df = self.query(f"MATCH (n:{label}) WHERE n.{prop} IS NOT NULL RETURN n.id AS id, n.{prop} AS e")
         if df.empty:
             return [], np.zeros((0, 0), dtype=np.float32)
         return [str(i) for i in df["id"]], np.asarray(df["e"].tolist(), dtype=np.float32)
@@ -277,12 +280,88 @@ class GraphStore(abc.ABC):
             raise StoreError(f"{len(rows) - done} of the items given a scene are not in the store")
         return done
 
+    # ---------------------------------------------------------------- recommender write-back
+    def write_recommendations(self, rows: pd.DataFrame) -> int:
+        """Replace every ``(:User)-[:RECOMMENDED]->(:Item)`` relationship of the graph by ``rows``.
+
+        ``rows``: columns ``user``, ``item``, ``score`` (finite), ``rank`` (positive integer), ``model`` (name);
+        one row per (user, item). Every user and item must exist: otherwise :class:`StoreError` is raised before
+        anything is deleted. An empty ``rows`` removes all recommendations. Returns the relationships written.
+        """
+        cols = ["user", "item", "score", "rank", "model"]
+        missing = [c for c in cols if c not in rows.columns]
+        if missing:
+            raise SchemaError(f"recommendation rows lack columns {missing}")
+        frame = pd.DataFrame(
+            {
+                "from": rows["user"].astype(str).to_numpy(dtype=object),
+                "to": rows["item"].astype(str).to_numpy(dtype=object),
+                "score": pd.to_numeric(rows["score"], errors="coerce").astype("float64").to_numpy(),
+                "rank": pd.to_numeric(rows["rank"], errors="coerce").to_numpy(),
+                "model": rows["model"].astype(str).to_numpy(dtype=object),
+            }
+        )
+        if not np.isfinite(frame["score"].to_numpy()).all():
+            raise SchemaError("recommendation scores must be finite numbers")
+        rank = frame["rank"].to_numpy(dtype="float64")
+        if not (np.isfinite(rank).all() and (rank >= 1).all() and (rank == np.floor(rank)).all()):
+            raise SchemaError("recommendation ranks must be positive integers")
+        frame["rank"] = rank.astype(np.int64)
+        dup = frame.duplicated(["from", "to"])
+        if dup.any():
+            first = frame.loc[dup].iloc[0]
+            raise SchemaError(f"item {first['to']!r} is recommended to user {first['from']!r} twice")
+        for end, label in (("from", "User"), ("to", "Item")):
+            absent = self._missing(label, frame[end]) if len(frame) else []
+            if absent:
+                raise StoreError(
+                    f"no :{label} node with id {', '.join(map(repr, absent))}; cannot write recommendations for it"
+                )
+        self._delete_relationships("RECOMMENDED", "User", "Item")
+        return self.load_edges(EdgeTable("RECOMMENDED", "User", "Item", frame))
+
+    def set_model_embeddings(self, label: str, ids: Sequence[str], vectors: np.ndarray) -> int:
+        """Replace the :data:`~scenerec.kg.schema.MODEL_EMBEDDING` property (a float array) of every node of
+        ``label``: row ``k`` of ``vectors`` for node ``ids[k]``, none for the nodes not in ``ids``. The size may
+        differ from an earlier call (the property column is replaced). Returns the nodes given a vector."""
+        check_label(label)
+        ids = [str(i) for i in ids]
+        vectors = _check_vectors(label, vectors, len(ids))
+        if len(set(ids)) != len(ids):
+            raise SchemaError(f":{label} id {pd.Series(ids)[pd.Series(ids).duplicated()].iloc[0]!r} occurs twice")
+        absent = self._missing(label, pd.Series(ids, dtype=object)) if ids else []
+        if absent:
+            raise StoreError(f"no :{label} node with id {', '.join(map(repr, absent))}; cannot set its embedding")
+        return self._set_model_embeddings(label, ids, vectors)
+
+    @abc.abstractmethod
+    def _set_model_embeddings(self, label: str, ids: list[str], vectors: np.ndarray) -> int: ...
+
+    def model_embeddings(self, label: str) -> tuple[list[str], np.ndarray]:
+        """Ids and :data:`~scenerec.kg.schema.MODEL_EMBEDDING` vectors (float32) of the nodes of ``label`` that
+        have one (written by :meth:`set_model_embeddings`)."""
+        return self._node_vectors(check_label(label).label, MODEL_EMBEDDING)
+
+    @abc.abstractmethod
+    def _delete_relationships(self, rel: str, src: str, dst: str) -> int:
+        """Delete every relationship of type ``rel`` from ``src`` to ``dst`` nodes (checked names); returns how many."""
+
+    def _missing(self, label: str, ids: pd.Series) -> list[str]:
+        """Up to five of ``ids`` that no node of ``label`` has."""
+        unique = [str(i) for i in pd.unique(ids.astype(str))]
+        present = set(self.query(f"MATCH (n:{label}) WHERE n.id IN $ids RETURN n.id AS id", ids=unique)["id"])
+        return [i for i in unique if i not in present][:5]
+
+    def _rel_types(self) -> list[str]:
+        """The relationship types of the schema that this store holds (all of them, unless a backend says less)."""
+        return list(RELS)
+
     # ---------------------------------------------------------------- reading
     def counts(self) -> dict[str, dict[str, int]]:
         """``{"nodes": {label: n}, "edges": {type: n}}`` over the whole graph."""
         nodes = {label: int(self.query(f"MATCH (n:{label}) RETURN count(n) AS n")["n"].iloc[0]) for label in NODES}
-        edges = {}
-        for rel in RELS:
+        edges = dict.fromkeys(RELS, 0)
+        for rel in self._rel_types():
             edges[rel] = int(self.query(f"MATCH ()-[r:{rel}]->() RETURN count(r) AS n")["n"].iloc[0])
         return {"nodes": nodes, "edges": edges}
 
@@ -441,8 +520,8 @@ class GraphStore(abc.ABC):
         if scene is not None:
             return self.scene_subgraph(scene).to_networkx()
         parts = []
-        for rel, rt in RELS.items():
-            for a, b in rt.pairs:
+        for rel in self._rel_types():
+            for a, b in RELS[rel].pairs:
                 df = self._edges_between(rel, a, b)
                 props = [c for c in df.columns if c not in ("src", "dst")]
                 parts.append(
@@ -465,14 +544,17 @@ class GraphStore(abc.ABC):
 
     def edge_index(self, idmap: IdMap | None = None) -> EdgeIndex:
         """Typed edge tables as integer indices for the GNN, aligned with ``idmap`` (built here if not given;
-        new nodes are appended to a given map, so indices of known ids never change)."""
+        new nodes are appended to a given map, so indices of known ids never change). Relationships written back
+        by a recommender (:data:`~scenerec.kg.schema.DERIVED_RELS`) are left out."""
         idmap = idmap if idmap is not None else IdMap()
         for kind, label in LABEL_OF_KIND.items():
             idmap.add(kind, self.query(f"MATCH (n:{label}) RETURN n.id AS id ORDER BY id")["id"].astype(str))
         kind_of = {label: kind for kind, label in LABEL_OF_KIND.items()}
         edges: dict[tuple[str, str, str], pd.DataFrame] = {}
-        for rel, rt in RELS.items():
-            for a, b in rt.pairs:
+        for rel in self._rel_types():
+            if rel in DERIVED_RELS:  # written by a recommender: never an input of the GNN
+                continue
+            for a, b in RELS[rel].pairs:
                 df = self._edges_between(rel, a, b)
                 if df.empty:
                     continue

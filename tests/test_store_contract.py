@@ -29,7 +29,7 @@ from scenerec.errors import BackendUnavailableError, SchemaError, StoreError, Un
 from scenerec.ids import IdMap
 from scenerec.kg.ladybug_store import LadybugStore
 from scenerec.kg.neo4j_store import STAGING_PREFIX, Neo4jStore, batches
-from scenerec.kg.schema import NODES, check_label
+from scenerec.kg.schema import MODEL_EMBEDDING, NODES, RELS, check_label, check_rel
 from scenerec.kg.store import GraphStore
 from scenerec.kg.tables import EdgeTable, GraphTables, build_tables
 from scenerec.records import Alignment, Dataset, Entity, Interaction, Item, Scene, Triple, User
@@ -91,8 +91,10 @@ def dataset(prefix: str = "") -> Dataset:
 
 COUNTS = {
     "nodes": {"Scene": 2, "User": 3, "Item": 6, "Entity": 3},
-    "edges": {"INTERACTED": 6, "IN_SCENE": 6, "RELATED": 8, "SAME_AS": 1},
+    "edges": {"INTERACTED": 6, "IN_SCENE": 6, "RELATED": 8, "SAME_AS": 1, "RECOMMENDED": 0},
 }
+#: Rows per stage of loading the dataset (the recommender's RECOMMENDED relationships are not part of it).
+LOADED_ROWS = {**COUNTS["nodes"], **{rel: n for rel, n in COUNTS["edges"].items() if rel != "RECOMMENDED"}}
 EMPTY = {"nodes": dict.fromkeys(NODES, 0), "edges": dict.fromkeys(COUNTS["edges"], 0)}
 
 
@@ -152,7 +154,7 @@ def test_load_tables_counts(store: GraphStore) -> None:
     tables = build_tables(dataset())
     stats = store.load_tables(tables)
     assert store.counts() == COUNTS
-    assert stats.rows == {**COUNTS["nodes"], **COUNTS["edges"]}
+    assert stats.rows == LOADED_ROWS
     assert stats.total_rows == tables.total_rows
 
 
@@ -626,3 +628,127 @@ def test_assign_item_scenes(loaded: GraphStore) -> None:
         loaded.assign_item_scenes(pd.DataFrame({"id": ["b1"], "scene": ["garden"], "confidence": [0.9]}))
     with pytest.raises(StoreError, match="not in the store"):
         loaded.assign_item_scenes(pd.DataFrame({"id": ["zz"], "scene": ["books"], "confidence": [0.9]}))
+
+
+# -------------------------------------------------------------------- recommender write-back
+def _recs(rows: list[tuple[str, str, float, int]], model: str = "lightgcn") -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["user", "item", "score", "rank"]).assign(model=model)
+
+
+#: Top-2 per user and scene for the contract dataset (the items are the users' unseen ones).
+RECS = [
+    ("u1", "b3", 0.9, 1),
+    ("u1", "m1", 0.8, 1),
+    ("u1", "m2", 0.7, 2),
+    ("u2", "b1", 0.6, 1),
+    ("u2", "b3", 0.5, 2),
+    ("u3", "b1", 0.4, 1),
+    ("u3", "m3", 0.3, 1),
+]
+SERVE = (
+    "MATCH (u:User {id: $u})-[r:RECOMMENDED]->(i:Item) WHERE i.scene = $scene "
+    "RETURN i.id AS item, r.rank AS rank, r.score AS score, r.model AS model ORDER BY r.rank"
+)
+
+
+def test_recommended_is_a_schema_relationship() -> None:
+    rt = check_rel("RECOMMENDED", "User", "Item")
+    assert rt.columns == ["score", "rank", "model"]
+    with pytest.raises(SchemaError, match="cannot connect"):
+        check_rel("RECOMMENDED", "Item", "User")
+    assert "RECOMMENDED" in RELS
+
+
+def test_write_recommendations_serves_cypher_and_replaces(loaded: GraphStore) -> None:
+    evil_model = EVIL_IDS[2]  # a model name full of Cypher travels as a parameter
+    assert loaded.write_recommendations(_recs(RECS, evil_model)) == len(RECS)
+    assert loaded.counts() == {"nodes": COUNTS["nodes"], "edges": {**COUNTS["edges"], "RECOMMENDED": len(RECS)}}
+    movies = loaded.query(SERVE, u="u1", scene="movies")
+    assert movies["item"].tolist() == ["m1", "m2"] and movies["rank"].tolist() == [1, 2]
+    assert movies["score"].tolist() == pytest.approx([0.8, 0.7]) and set(movies["model"]) == {evil_model}
+    assert loaded.query(SERVE, u="u2", scene="books")["item"].tolist() == ["b1", "b3"]
+    # the whole set is replaced, not added to
+    assert loaded.write_recommendations(_recs([("u3", "b2", 1.5, 1)], "bpr")) == 1
+    every = loaded.query("MATCH (u:User)-[r:RECOMMENDED]->(i:Item) RETURN u.id AS u, i.id AS i, r.model AS m")
+    assert every.to_dict("records") == [{"u": "u3", "i": "b2", "m": "bpr"}]
+    assert loaded.counts()["edges"] == {**COUNTS["edges"], "RECOMMENDED": 1}
+    # recommendations are output, not input: the GNN's edge tables leave them out, the networkx export has them
+    assert not any(rel == "RECOMMENDED" for _, rel, _ in loaded.edge_index().edges)
+    assert loaded.to_networkx().number_of_edges() == sum(COUNTS["edges"].values()) + 1
+    assert loaded.write_recommendations(_recs([])) == 0
+    assert loaded.counts() == COUNTS
+
+
+def test_write_recommendations_refuses_bad_rows_before_deleting(loaded: GraphStore) -> None:
+    loaded.write_recommendations(_recs(RECS))
+    with pytest.raises(StoreError, match="ghost"):
+        loaded.write_recommendations(_recs([("u1", "b3", 0.9, 1), ("ghost", "b1", 0.5, 1)]))
+    with pytest.raises(StoreError, match="nope"):
+        loaded.write_recommendations(_recs([("u1", "nope", 0.9, 1)]))
+    with pytest.raises(SchemaError, match="twice"):
+        loaded.write_recommendations(_recs([("u1", "b3", 0.9, 1), ("u1", "b3", 0.8, 2)]))
+    with pytest.raises(SchemaError, match="positive integers"):
+        loaded.write_recommendations(_recs([("u1", "b3", 0.9, 0)]))
+    with pytest.raises(SchemaError, match="finite"):
+        loaded.write_recommendations(_recs([("u1", "b3", math.nan, 1)]))
+    with pytest.raises(SchemaError, match="lack columns"):
+        loaded.write_recommendations(_recs(RECS).drop(columns="model"))
+    assert loaded.counts()["edges"]["RECOMMENDED"] == len(RECS)  # nothing was deleted
+    assert loaded.query(SERVE, u="u3", scene="movies")["item"].tolist() == ["m3"]
+
+
+def test_model_embeddings_replace_the_property(store: GraphStore) -> None:
+    ds = dataset()
+    store.create_schema(embedding_dims={"Item": 4})
+    text = _vectors(len(ds.items), 4, 0)
+    store.load_tables(build_tables(ds, embeddings={"Item": text}))
+    tol = 0.0 if store.backend == "ladybug" else 1e-6
+    items = ds.items["id"].tolist()
+    # larger than the stand-in's parameter limit, so the vectors travel in parts there
+    wide = _vectors(len(items), 200, 1)
+    assert store.set_model_embeddings("Item", items, wide) == len(items)
+    ids, got = store.model_embeddings("Item")
+    by_id = dict(zip(ids, got, strict=True))
+    assert sorted(ids) == sorted(items)
+    for item, expected in zip(items, wide, strict=True):
+        np.testing.assert_allclose(by_id[item], expected, rtol=0, atol=tol)
+    users = _vectors(3, 8, 2)
+    store.set_model_embeddings("User", ["u1", "u2", "u3"], users)
+    # a model of another size replaces the property on every node; nodes not given lose theirs
+    narrow = _vectors(2, 3, 3)
+    assert store.set_model_embeddings("Item", ["m2", "b1"], narrow) == 2
+    ids, got = store.model_embeddings("Item")
+    assert got.shape == (2, 3)
+    by_id = dict(zip(ids, got, strict=True))
+    np.testing.assert_allclose(by_id["m2"], narrow[0], rtol=0, atol=tol)
+    np.testing.assert_allclose(by_id["b1"], narrow[1], rtol=0, atol=tol)
+    # the text embeddings and the other label are left alone
+    text_ids, text_got = store.node_embeddings("Item")
+    np.testing.assert_allclose(dict(zip(text_ids, text_got, strict=True))["b2"], text[1], rtol=0, atol=tol)
+    assert store.model_embeddings("User")[1].shape == (3, 8)
+    served = store.query(f"MATCH (n:Item) WHERE n.id = $id RETURN n.{MODEL_EMBEDDING} AS e", id="b1")["e"].iloc[0]
+    np.testing.assert_allclose(np.asarray(served, dtype=np.float32), narrow[1], rtol=0, atol=tol)
+    # nodes added later load as before (LadybugDB: COPY fills the array columns with nulls)
+    new = pd.DataFrame([{c: "" for c in NODES["Item"].columns} | {"id": "n1", "scene_confidence": None}])
+    assert store.load_nodes("Item", new) == 1
+    assert store.model_embeddings("Item")[1].shape == (2, 3)
+    with pytest.raises(StoreError, match="ghost"):
+        store.set_model_embeddings("Item", ["ghost"], narrow[:1])
+    with pytest.raises(SchemaError, match="twice"):
+        store.set_model_embeddings("Item", ["b1", "b1"], narrow)
+    with pytest.raises(SchemaError, match="shape"):
+        store.set_model_embeddings("Item", ["b1"], narrow)
+    with pytest.raises(SchemaError):
+        store.set_model_embeddings("Gadget", ["b1"], narrow[:1])
+    assert store.model_embeddings("Item")[1].shape == (2, 3)  # refused calls changed nothing
+
+
+def test_ladybug_store_without_the_recommended_table(tmp_path: Path) -> None:
+    """A store built before RECOMMENDED joined the schema: it counts as empty and write-back adds the table."""
+    with LadybugStore(tmp_path / "old.lbug") as old:
+        old.create_schema()
+        old.load_tables(build_tables(dataset()))
+        old.query("DROP TABLE RECOMMENDED")
+        assert old.counts() == COUNTS
+        assert old.write_recommendations(_recs(RECS)) == len(RECS)
+        assert old.counts()["edges"]["RECOMMENDED"] == len(RECS)
