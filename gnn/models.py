@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor
 
 from scenerec.gnn.propagation import propagate
 
-__all__ = ["BPRMF", "LightGCN", "MostPopular", "Recommender"]
+__all__ = ["BPRMF", "LightGCN", "MostPopular", "Recommender", "deepcopy_with_sparse"]
+
+M = TypeVar("M", bound=torch.nn.Module)
 
 
 def _l2_of_batch(
@@ -29,6 +31,17 @@ def _l2_of_batch(
     """``0.5 * (|e_u|^2 + |e_p|^2 + |e_n|^2) / batch`` of the rows ``users`` (b,), ``pos`` (b,), ``neg`` (b,) or (b, k)."""
     e_u, e_p, e_n = user_emb(users), item_emb(pos), item_emb(neg)
     return 0.5 * (e_u.pow(2).sum() + e_p.pow(2).sum() + e_n.pow(2).sum()) / max(users.numel(), 1)
+
+
+def deepcopy_with_sparse(module: M, memo: dict[int, Any], sparse: Sequence[Tensor]) -> M:
+    """A deep copy of ``module`` whose ``sparse`` tensors (which ``copy.deepcopy`` cannot copy) are cloned."""
+    for t in sparse:
+        memo[id(t)] = t.clone()
+    new = module.__class__.__new__(module.__class__)
+    memo[id(module)] = new
+    for key, value in module.__dict__.items():
+        new.__dict__[key] = copy.deepcopy(value, memo)
+    return new
 
 
 class Recommender(torch.nn.Module):
@@ -57,6 +70,21 @@ class Recommender(torch.nn.Module):
         if user_emb is None or item_emb is None:
             user_emb, item_emb = self.forward()
         return user_emb[users] @ item_emb.t()
+
+    def score_histories(self, histories: Sequence[Tensor], user_emb: Tensor, item_emb: Tensor) -> Tensor:
+        """Scores (b, I) of every item for b users the model has never seen, each given only by the item indices of
+        its history (a 1-d LongTensor per user): inductive inference, no retraining.
+
+        Default: the user's vector is the mean of its history's item representations ``item_emb`` (I, d) (one
+        propagation step from the items to a new user node); an empty history scores every item 0.
+        ``user_emb`` is the output of :meth:`forward` (unused here, but models may use it).
+        """
+        rows = []
+        for items in histories:
+            items = items.to(item_emb.device).long()
+            rows.append(item_emb[items].mean(0) if items.numel() else item_emb.new_zeros(item_emb.shape[1]))
+        users = torch.stack(rows) if rows else item_emb.new_zeros(0, item_emb.shape[1])
+        return users @ item_emb.t()
 
     def reset_parameters(self) -> None:
         """Re-initialises all trainable parameters (none in the base class)."""
@@ -91,6 +119,10 @@ class MostPopular(Recommender):
         """The counts (b, I), one row per user of ``users`` (b,); ``user_emb`` is not needed."""
         counts = self.item_counts if item_emb is None else item_emb[:, 0]
         return counts.unsqueeze(0).expand(users.numel(), -1)
+
+    def score_histories(self, histories: Sequence[Tensor], user_emb: Tensor, item_emb: Tensor) -> Tensor:
+        """The counts (b, I) for every new user, whatever its history."""
+        return item_emb[:, 0].unsqueeze(0).expand(len(histories), -1)
 
 
 class BPRMF(Recommender):
@@ -184,12 +216,7 @@ class LightGCN(Recommender):
 
     def __deepcopy__(self, memo: dict[int, Any]) -> LightGCN:
         """A deep copy; ``copy.deepcopy`` cannot copy a sparse CSR tensor itself, so ``adj`` is cloned explicitly."""
-        memo[id(self.adj)] = self.adj.clone()
-        new = self.__class__.__new__(self.__class__)
-        memo[id(self)] = new
-        for key, value in self.__dict__.items():
-            new.__dict__[key] = copy.deepcopy(value, memo)
-        return new
+        return deepcopy_with_sparse(self, memo, [self.adj])
 
     def regularized(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
         """L2 penalty of the batch's layer-0 (ego) embeddings, see :meth:`Recommender.regularized`."""

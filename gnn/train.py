@@ -27,12 +27,16 @@ import torch
 
 from scenerec.gnn.evaluate import CSR, evaluate_scores
 from scenerec.gnn.models import BPRMF, LightGCN, MostPopular, Recommender
+from scenerec.gnn.scenegnn import GraphInputs, SceneGNN
 from scenerec.ids import IdMap
 
 log = logging.getLogger(__name__)
 
 #: ``progress(record)`` is called after every epoch with that epoch's :attr:`FitResult.history` record.
 Progress = Callable[[dict[str, Any]], None]
+
+#: Training objectives of :class:`TrainConfig`.
+LOSSES = ("bpr", "softmax")
 
 #: Files of an artifact folder.
 WEIGHTS, META, IDMAP = "weights.pt", "meta.json", "idmap.json"
@@ -49,6 +53,9 @@ class TrainConfig:
     ``model.reset_parameters()`` under the seed first, so that a seed fixes the whole run (False: warm start).
     ``min_epochs``: early stopping may not stop before this epoch (a deep LightGCN with a small learning rate can sit
     at the popularity level for more than ``patience`` evaluations before it starts to learn).
+    ``loss``: ``"bpr"`` (one negative per positive, drawn within the positive's scene; ``batch_size`` counts pairs)
+    or ``"softmax"`` (per user and scene, the multinomial log-likelihood of the user's training items among ALL items
+    of that scene: every in-scene item is a negative; ``batch_size`` counts (user, scene) rows).
     """
 
     epochs: int = 300
@@ -62,8 +69,11 @@ class TrainConfig:
     threads: int | None = None
     reset_parameters: bool = True
     min_epochs: int = 0
+    loss: str = "bpr"
 
     def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"TrainConfig.loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if (
             self.epochs < 0
             or self.batch_size < 1
@@ -207,6 +217,115 @@ def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
+class _Epoch:
+    """One training pass: ``epoch(generator) -> mean loss``; subclasses implement ``__call__``."""
+
+    def __init__(
+        self,
+        model: Recommender,
+        train: CSR,
+        item_scene: np.ndarray | None,
+        config: TrainConfig,
+        optimizer: torch.optim.Optimizer,
+        device: torch.device,
+    ) -> None:
+        self.model, self.config, self.optimizer, self.device = model, config, optimizer, device
+        self.train = train
+        self.setup(item_scene)
+
+    def setup(self, item_scene: np.ndarray | None) -> None:
+        """Precompute what every epoch needs."""
+
+    def __call__(self, generator: torch.Generator) -> float:
+        raise NotImplementedError
+
+
+class _BPREpoch(_Epoch):
+    """One shuffled pass over all training pairs with one in-scene negative each; returns the mean loss."""
+
+    def setup(self, item_scene: np.ndarray | None) -> None:
+        train = self.train
+        self.sampler = NegativeSampler(train, item_scene)
+        self.users, self.items = train.rows(), train.indices
+
+    def __call__(self, generator: torch.Generator) -> float:
+        cfg, model = self.config, self.model
+        order = torch.randperm(len(self.users), generator=generator).numpy()
+        users_np, pos_np = self.users[order], self.items[order]
+        neg_np = self.sampler.sample(users_np, pos_np, generator)
+        users_t = torch.from_numpy(users_np).to(self.device)
+        pos_t = torch.from_numpy(pos_np).to(self.device)
+        neg_t = torch.from_numpy(neg_np).to(self.device)
+        total = 0.0
+        for start in range(0, len(order), cfg.batch_size):
+            u = users_t[start : start + cfg.batch_size]
+            p = pos_t[start : start + cfg.batch_size]
+            n = neg_t[start : start + cfg.batch_size]
+            user_emb, item_emb = model()
+            ue = user_emb[u]
+            diff = (ue * item_emb[p]).sum(-1) - (ue * item_emb[n]).sum(-1)
+            loss = -torch.nn.functional.logsigmoid(diff).mean() + cfg.weight_decay * model.regularized(u, p, n)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            total += float(loss.detach()) * len(u)
+        return total / max(len(order), 1)
+
+
+class _SoftmaxEpoch(_Epoch):
+    """One shuffled pass over the (user, scene) rows of the training pairs with the in-scene softmax loss
+    ``-sum_{i in train(u, s)} log softmax_{j in items(s)}(score(u, j))`` averaged over the batch's positives.
+
+    Items without a scene (index -1) form a group of their own. With a single group no mask is needed.
+    """
+
+    def setup(self, item_scene: np.ndarray | None) -> None:
+        train, device = self.train, self.device
+        n_items = train.shape[1]
+        scene = np.zeros(n_items, dtype=np.int64) if item_scene is None else np.asarray(item_scene, dtype=np.int64)
+        if scene.shape != (n_items,):
+            raise ValueError(f"item_scene must have shape ({n_items},), got {scene.shape}")
+        self.scene = scene
+        self.groups = np.unique(scene)
+        rows, cols = train.rows(), train.indices
+        keys = np.unique(rows * (len(self.groups) + 1) + np.searchsorted(self.groups, scene[cols]))
+        self.row_user = keys // (len(self.groups) + 1)
+        self.row_group = keys % (len(self.groups) + 1)
+        self.scene_t = torch.from_numpy(np.searchsorted(self.groups, scene)).to(device)
+
+    def __call__(self, generator: torch.Generator) -> float:
+        cfg, model = self.config, self.model
+        order = torch.randperm(len(self.row_user), generator=generator).numpy()
+        total, count = 0.0, 0
+        n_items = self.train.shape[1]
+        for start in range(0, len(order), cfg.batch_size):
+            idx = order[start : start + cfg.batch_size]
+            users, groups = self.row_user[idx], self.row_group[idx]
+            local, cols = self.train.select(users)
+            in_group = np.searchsorted(self.groups, self.scene[cols]) == groups[local]
+            local, cols = local[in_group], cols[in_group]
+            target = torch.zeros(len(idx), n_items, device=self.device)
+            target[torch.from_numpy(local).to(self.device), torch.from_numpy(cols).to(self.device)] = 1.0
+            u = torch.from_numpy(users).to(self.device)
+            user_emb, item_emb = model()
+            logits = user_emb[u] @ item_emb.t()
+            if len(self.groups) > 1:
+                g = torch.from_numpy(groups).to(self.device)
+                logits = logits.masked_fill(self.scene_t.unsqueeze(0) != g.unsqueeze(1), -math.inf)
+            log_p = torch.log_softmax(logits, dim=-1)
+            n_pos = max(len(cols), 1)
+            loss = -(log_p.masked_fill(target == 0, 0.0) * target).sum() / n_pos
+            if cfg.weight_decay:
+                pos = torch.from_numpy(cols).to(self.device)
+                loss = loss + cfg.weight_decay * model.regularized(u, pos, pos[:0])
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            total += float(loss.detach()) * n_pos
+            count += n_pos
+        return total / max(count, 1)
+
+
 def fit(
     model: Recommender,
     train: CSR,
@@ -258,9 +377,9 @@ def _fit(
         model.reset_parameters()
     device = _device(model)
     generator = torch.Generator().manual_seed(seed)
-    sampler = NegativeSampler(train, item_scene)
-    users_all, items_all = train.rows(), train.indices
     optimizer = torch.optim.Adam(params, lr=config.lr)
+    epoch_cls = _SoftmaxEpoch if config.loss == "softmax" else _BPREpoch
+    epoch_fn: _Epoch = epoch_cls(model, train, item_scene, config, optimizer, device)
 
     best_state = _snapshot(model)
     best_epoch, best_valid, best_score = 0, dict[str, float](), -math.inf
@@ -270,26 +389,8 @@ def _fit(
     model.train()
     for epoch in range(1, config.epochs + 1):
         t_epoch = time.perf_counter()
-        order = torch.randperm(len(users_all), generator=generator).numpy()
-        users_np, pos_np = users_all[order], items_all[order]
-        neg_np = sampler.sample(users_np, pos_np, generator)
-        users_t = torch.from_numpy(users_np).to(device)
-        pos_t = torch.from_numpy(pos_np).to(device)
-        neg_t = torch.from_numpy(neg_np).to(device)
-        total = 0.0
-        for start in range(0, len(order), config.batch_size):
-            u = users_t[start : start + config.batch_size]
-            p = pos_t[start : start + config.batch_size]
-            n = neg_t[start : start + config.batch_size]
-            user_emb, item_emb = model()
-            ue = user_emb[u]
-            diff = (ue * item_emb[p]).sum(-1) - (ue * item_emb[n]).sum(-1)
-            loss = -torch.nn.functional.logsigmoid(diff).mean() + config.weight_decay * model.regularized(u, p, n)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach()) * len(u)
-        record: dict[str, Any] = {"epoch": epoch, "loss": total / len(order), f"valid_{monitor}": None}
+        mean_loss = epoch_fn(generator)
+        record: dict[str, Any] = {"epoch": epoch, "loss": mean_loss, f"valid_{monitor}": None}
         stop = False
         if epoch % config.eval_every == 0 or epoch == config.epochs:
             metrics = _evaluate(model, train, valid, config.ks)
@@ -314,10 +415,116 @@ def _fit(
     return FitResult(best_epoch, best_valid, seed, history, seconds_to_best, time.perf_counter() - t0)
 
 
+@dataclass
+class ItemItemReport:
+    """What :func:`tune_item_item` chose per scene index: ``reg`` (EASE's L2), ``weight`` (the fusion weight,
+    0: the channel is off for that scene), the validation NDCG of the graph model alone (``base``), of the item-item
+    weights alone (``item_item``) and fused (``fused``); ``skipped``: scenes too large for the channel."""
+
+    scenes: dict[int, dict[str, float]] = field(default_factory=dict)
+    skipped: list[int] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def tune_item_item(
+    model: Recommender,
+    train: CSR,
+    valid: CSR,
+    item_scene: np.ndarray | None = None,
+    *,
+    regs: tuple[float, ...] = (100.0, 250.0, 500.0, 1000.0),
+    weights: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0),
+    k: int = 10,
+    top_k: int = 256,
+    max_items: int = 20_000,
+) -> ItemItemReport:
+    """Fit the item-item channel of a trained :class:`~scenerec.gnn.scenegnn.SceneGNN` and choose, per scene and on
+    the validation pairs (NDCG@``k``, full ranking within the scene), EASE's ``reg`` among ``regs`` and the fusion
+    weight among ``weights`` (0 keeps the graph model alone). The graph model itself is not changed.
+    Models without the channel are left as they are (an empty report).
+    """
+    t0 = time.perf_counter()
+    report = ItemItemReport()
+    channel = getattr(model, "item_item_channel", None)
+    if not isinstance(model, SceneGNN) or channel is None:
+        return report
+    n_items = train.shape[1]
+    scene = np.zeros(n_items, dtype=np.int64) if item_scene is None else np.asarray(item_scene, dtype=np.int64)
+    groups = [int(g) for g in np.unique(scene)]
+    candidates = {g: np.flatnonzero(scene == g) for g in groups}
+    users = valid.rows()
+    monitor = f"ndcg@{k}"
+
+    def scene_ndcg(score_fn: Callable[[torch.Tensor], torch.Tensor], g: int) -> float:
+        has = np.isin(valid.indices, candidates[g])
+        if not has.any():
+            return 0.0
+        return evaluate_scores(score_fn, train, valid, ks=(k,), candidate_items=candidates[g])[monitor]
+
+    def history_rows(u: torch.Tensor) -> torch.Tensor:
+        x = torch.zeros(len(u), n_items)
+        local, cols = train.select(u.numpy())
+        x[torch.from_numpy(local), torch.from_numpy(cols)] = 1.0
+        return x
+
+    del users
+    best_reg: dict[int, tuple[float, float]] = {}
+    model.eval()
+    with torch.no_grad():
+        for reg in regs:
+            channel.fit(train, scene, reg, top_k=top_k, max_items=max_items)
+            for g in groups:
+                if g in channel.skipped_scenes:
+                    continue
+                value = scene_ndcg(lambda u: channel.scores(history_rows(u.cpu())), g)
+                if g not in best_reg or value > best_reg[g][1]:
+                    best_reg[g] = (reg, value)
+        report.skipped = sorted(set(groups) - set(best_reg))
+        if not best_reg:
+            channel.fit(train, scene, regs[0], top_k=top_k, max_items=0)
+            model.fusion.zero_()
+            report.seconds = time.perf_counter() - t0
+            return report
+        per_scene = [best_reg.get(g, (regs[0], 0.0))[0] for g in range(max(groups) + 1)] if max(groups) >= 0 else []
+        reg_arg: float | list[float] = per_scene if per_scene else best_reg[groups[0]][0]
+        channel.fit(train, scene, reg_arg, top_k=top_k, max_items=max_items)
+        user_emb, item_emb = model()
+        fusion_index = {g: max(g, 0) for g in groups}
+        results: dict[int, dict[float, float]] = {g: {} for g in best_reg}
+        for w in weights:
+            model.fusion.fill_(w)
+            for g in best_reg:
+                results[g][w] = scene_ndcg(lambda u: model.score(u, user_emb, item_emb), g)
+        model.fusion.zero_()
+        for g in best_reg:
+            w_best = max(weights, key=lambda w: (results[g][w], -w))
+            model.fusion[fusion_index[g]] = w_best
+            report.scenes[g] = {
+                "reg": best_reg[g][0],
+                "weight": w_best,
+                "base": results[g].get(0.0, float("nan")),
+                "item_item": best_reg[g][1],
+                "fused": results[g][w_best],
+            }
+    report.seconds = time.perf_counter() - t0
+    log.info("item-item channel: %s (%.1f s)", report.scenes, report.seconds)
+    return report
+
+
 # --- artifacts -------------------------------------------------------------------------------------------------------
 
 #: Constructor arguments recorded per model class (besides ``num_users`` and ``num_items``), read from attributes.
-_HPARAMS = ("dim", "num_layers", "alpha")
+_HPARAMS = (
+    "dim",
+    "num_layers",
+    "alpha",
+    "temperature",
+    "item_ids",
+    "use_text",
+    "use_kg",
+    "scene_film",
+    "kg_min_items",
+)
 
 
 def hyperparameters(model: Recommender) -> dict[str, Any]:
@@ -329,6 +536,10 @@ def hyperparameters(model: Recommender) -> dict[str, Any]:
             value = value.tolist()
         if value is not None and not callable(value):
             out[name] = value
+    if isinstance(model, SceneGNN):
+        channel = model.item_item_channel
+        out["item_item"] = channel is not None
+        out["item_item_nnz"] = channel.nnz if channel is not None else 0
     return out
 
 
@@ -398,12 +609,17 @@ def load_artifact(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, 
 
 
 def build_model(
-    meta: Mapping[str, Any], state_dict: Mapping[str, torch.Tensor] | None = None, *, adj: torch.Tensor | None = None
+    meta: Mapping[str, Any],
+    state_dict: Mapping[str, torch.Tensor] | None = None,
+    *,
+    adj: torch.Tensor | None = None,
+    inputs: GraphInputs | None = None,
 ) -> Recommender:
     """A model of the class and sizes in ``meta["hyperparameters"]``, loaded with ``state_dict`` when given.
 
     :class:`LightGCN` needs ``adj``, the normalised adjacency of the training graph
-    (:func:`scenerec.gnn.propagation.normalized_adjacency`), unless the state dict holds it.
+    (:func:`scenerec.gnn.propagation.normalized_adjacency`); :class:`SceneGNN` needs ``inputs``, the same
+    :class:`GraphInputs` it was trained with (training pairs, scenes, text features, KG facts).
     """
     hp = dict(meta["hyperparameters"])
     cls, n_users, n_items = hp.pop("class"), int(hp.pop("num_users")), int(hp.pop("num_items"))
@@ -416,6 +632,14 @@ def build_model(
         if adj is None:
             raise ValueError("LightGCN needs adj, the training graph's normalized_adjacency")
         model = LightGCN(n_users, n_items, adj, **hp)
+    elif cls == "SceneGNN":
+        if inputs is None:
+            raise ValueError("SceneGNN needs inputs, the GraphInputs it was trained with")
+        if (inputs.num_users, inputs.num_items) != (n_users, n_items):
+            raise ValueError(
+                f"inputs have {inputs.num_users} users x {inputs.num_items} items, the model {n_users} x {n_items}"
+            )
+        model = SceneGNN(inputs, **hp)
     else:
         raise ValueError(f"unknown model class {cls!r}")
     if state_dict is not None:
