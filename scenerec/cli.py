@@ -234,21 +234,32 @@ def _parse_ks(text: str) -> tuple[int, ...]:
 
 def cmd_fit(args: argparse.Namespace) -> int:
     from scenerec.engine import Engine
-    from scenerec.gnn import TrainConfig
 
-    try:
-        config = TrainConfig(epochs=args.epochs) if args.epochs is not None else TrainConfig()
-    except ValueError as exc:
-        raise ScenerecError(f"--epochs {args.epochs}: {exc}") from None
-    with Engine.open(args.store) as engine:  # the graph is only read; the model goes to the generation folder
-        result = engine.fit(args.model, config=config, seed=args.seed)
+    if args.epochs is not None and args.epochs < 0:
+        raise ScenerecError(f"--epochs {args.epochs}: expected a non-negative integer")
+    if args.write_k < 1:
+        raise ScenerecError(f"--write-k {args.write_k}: expected a positive integer")
+    # The model goes to the generation folder; the graph is written only by the write-back.
+    with Engine.open(args.store, read_only=args.no_write_back) as engine:
+        result = engine.fit(args.model, seed=args.seed, epochs=args.epochs)
         folder = engine.model_dir
+        written = None if args.no_write_back else engine.write_back(k=args.write_k)
     metrics = ", ".join(f"{k} {v:.4f}" for k, v in result.best_valid.items())
     print(f"fitted {args.model} on {args.store} (seed {result.seed}) -> {folder}")
     print(f"best epoch: {result.best_epoch} of {len(result.history)}")
     print(f"valid:      {metrics}")
     print(f"time:       {result.seconds_total:.1f} s ({result.seconds_to_best:.1f} s to the best epoch)")
+    if written is not None:
+        _print_write_back(written)
     return 0
+
+
+def _print_write_back(w: dict[str, Any]) -> None:
+    print(
+        f"written:    {w['edges']:,} RECOMMENDED edges (top {w['k']} per user in {', '.join(w['scenes'])}), "
+        f"{w['property']} ({w['dim']} dims) on {w['users']:,} users and {w['items']:,} items "
+        f"in {w['seconds']:.1f} s"
+    )
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -268,12 +279,36 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_recommend(args: argparse.Namespace) -> int:
     from scenerec.engine import Engine
 
+    items = None
+    if args.items is not None:
+        items = [part.strip() for part in args.items.split(",") if part.strip()]
+        if not items:
+            raise ScenerecError(f"--items {args.items!r}: expected item ids separated by commas")
     with Engine.open(args.store) as engine:
         try:
-            recs = engine.recommend(args.user, args.scene, k=args.k)
+            if items is not None:
+                recs = engine.recommend_for_items(items, args.scene, k=args.k)
+            else:
+                recs = engine.recommend(args.user, args.scene, k=args.k)
         except ValueError as exc:
             raise ScenerecError(str(exc)) from None
     _print_frame(recs, args.format)
+    return 0
+
+
+def cmd_similar(args: argparse.Namespace) -> int:
+    from scenerec.engine import Engine
+
+    with Engine.open(args.store) as engine:
+        try:
+            hits = engine.similar_items(args.item, k=args.k, scene=args.scene)
+        except ValueError as exc:
+            raise ScenerecError(str(exc)) from None
+        if args.format == "table":
+            print(f"items most similar to {args.item} (cosine of the {hits.attrs['source']} representations)")
+            titles = engine.items().set_index("item_id")["title"]
+            hits = hits.assign(title=titles.reindex(hits["item_id"]).to_numpy())
+    _print_frame(hits, args.format)
     return 0
 
 
@@ -305,6 +340,54 @@ DEMO_QUERIES: list[tuple[str, str, dict[str, Any]]] = [
         {"scene": "office"},
     ),
 ]
+
+
+#: The recommender ``make demo`` trains, with a fixed seed and at most :data:`DEMO_EPOCHS` epochs.
+DEMO_MODEL = "scenegnn"
+DEMO_SEED = 2020
+DEMO_EPOCHS = 50
+#: One Cypher query that serves a user's written-back recommendations in a scene.
+DEMO_SERVE = (
+    "MATCH (u:User {id: $user})-[r:RECOMMENDED]->(i:Item) WHERE i.scene = $scene "
+    "RETURN r.rank AS rank, i.id AS item, r.score AS score ORDER BY rank LIMIT 5"
+)
+
+
+def _demo_recommenders(store: str) -> None:
+    """Train the most-popular baseline and :data:`DEMO_MODEL`, compare them per scene, write back, show examples."""
+    from scenerec.engine import Engine
+
+    columns = ["model", "scene", "users", "recall@10", "ndcg@10", "recall@20", "ndcg@20"]
+    with Engine.open(store, read_only=False) as engine:
+        scenes = engine.store.scene_ids()
+        rows = []
+        for name in ("pop", DEMO_MODEL):  # the demo model is fitted last, so it is the one saved and written back
+            result = engine.fit(name, seed=DEMO_SEED, epochs=DEMO_EPOCHS)
+            rows += [{"model": name, **engine.evaluate(scene)} for scene in scenes]
+        print(
+            f"\n== Recommenders: {DEMO_MODEL} (seed {DEMO_SEED}, best epoch {result.best_epoch} of "
+            f"{len(result.history)}, {result.seconds_total:.1f} s) against the most-popular baseline"
+        )
+        print("   test split, full ranking of each scene's items, the user's train and valid items left out")
+        _print_frame(pd.DataFrame(rows)[columns].round(4), "table")
+        written = engine.write_back(k=10)
+        print("\n== Write-back: the recommendations and the learnt vectors go into the graph for Cypher users")
+        _print_write_back(written)
+        users = engine.store.query(
+            "MATCH (u:User)-[r:INTERACTED]->(i:Item) WHERE r.split = 'train' "
+            "RETURN u.id AS user, count(i) AS n ORDER BY n DESC, user LIMIT 2"
+        )["user"].astype(str)
+        titles = engine.items().set_index("item_id")["title"]
+        examples = list(zip(users, scenes * 2, strict=False))
+        for user, scene in examples:
+            recs = engine.recommend(user, scene, k=5)
+            recs = recs.assign(title=titles.reindex(recs["item_id"]).to_numpy())
+            print(f"\n== Top 5 {scene} items for user {user} (Engine.recommend)")
+            _print_frame(recs[["rank", "item_id", "score", "title"]].round({"score": 4}), "table")
+        if examples:
+            user, scene = examples[-1]
+            print(f"\n== The same from the graph, one Cypher query (user {user}, scene {scene})\n   {DEMO_SERVE}")
+            _print_frame(engine.store.query(DEMO_SERVE, user=user, scene=scene).round({"score": 4}), "table")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -344,8 +427,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         with Engine.open(args.store) as engine:
             print("\n== Semantic search (text embeddings): 'blue gel pens' among office items")
             _print_frame(engine.search_items("blue gel pens", scene="office", k=5), "table")
+    _demo_recommenders(args.store)
     print(f'\nQuery it yourself:  scenerec query --store {args.store} "MATCH (s:Scene) RETURN s.id, s.name"')
     print(f'Search by meaning:  scenerec search --store {args.store} "watercolor paper" -k 5')
+    print(
+        f"Serve from Cypher:  scenerec query --store {args.store} '{DEMO_SERVE}' --param user=USER --param scene=office"
+    )
+    print(f"Similar items:      scenerec similar --store {args.store} --item ITEM -k 5")
     return 0
 
 
@@ -414,9 +502,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fit", help="train a recommender on the store's interactions and save it with the store")
     p.add_argument("--store", required=True)
-    p.add_argument("--model", default="lightgcn", help="pop, bpr or lightgcn (default lightgcn)")
+    p.add_argument(
+        "--model", default="scenegnn", help="scenegnn (scenerec's main model, the default), lightgcn, bpr or pop"
+    )
     p.add_argument("--seed", type=int, default=None, help="training seed (default: drawn and printed)")
     p.add_argument("--epochs", type=int, default=None, help="maximum epochs (default 300, early stopping)")
+    p.add_argument(
+        "--write-k", type=int, default=10, help="RECOMMENDED edges written back per user and scene (default 10)"
+    )
+    p.add_argument(
+        "--no-write-back", action="store_true", help="leave the graph alone (no RECOMMENDED edges or gnn_embedding)"
+    )
     p.set_defaults(func=cmd_fit)
 
     p = sub.add_parser("evaluate", help="test-split metrics of the trained recommender within a scene")
@@ -428,16 +524,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("recommend", help="top items of a scene for a user (trained recommender)")
     p.add_argument("--store", required=True)
-    p.add_argument("--user", required=True)
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", help="a user of the store")
+    who.add_argument("--items", help="a new user's items, comma-separated (no retraining)")
     p.add_argument("--scene", required=True)
     p.add_argument("-k", type=int, default=10, help="how many items (default 10)")
     p.add_argument("--format", default="table", choices=["table", "json"])
     p.set_defaults(func=cmd_recommend)
 
+    p = sub.add_parser("similar", help="items most similar to an item (trained model, else text embeddings)")
+    p.add_argument("--store", required=True)
+    p.add_argument("--item", required=True)
+    p.add_argument("-k", type=int, default=10, help="how many items (default 10)")
+    p.add_argument("--scene", default=None, help="only items of this scene")
+    p.add_argument("--format", default="table", choices=["table", "json"])
+    p.set_defaults(func=cmd_similar)
+
     p = sub.add_parser("formats", help="list the dataset formats")
     p.set_defaults(func=cmd_formats)
 
-    p = sub.add_parser("demo", help="rebuild the bundled sample and show a few queries")
+    p = sub.add_parser(
+        "demo", help="rebuild the bundled sample, show a few queries, train and write back a recommender"
+    )
     p.add_argument("--store", default="demo-store")
     p.add_argument("--sample", default=str(SAMPLE))
     p.add_argument("--quiet", action="store_true")

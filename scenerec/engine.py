@@ -16,13 +16,13 @@ import pandas as pd
 from scenerec.config import EmbedConfig
 from scenerec.errors import ConfigError, StoreError, UnknownIdError
 from scenerec.ids import IdMap
-from scenerec.kg import GraphStore, current_generation, load_features, load_idmap, open_store, read_manifest
+from scenerec.kg import EdgeIndex, GraphStore, current_generation, load_features, load_idmap, open_store, read_manifest
 from scenerec.llm import DEFAULT_MODEL, TextEncoder
 
 if TYPE_CHECKING:
     import torch
 
-    from scenerec.gnn import CSR, FitResult, Recommender, TrainConfig
+    from scenerec.gnn import CSR, FitResult, GraphInputs, Recommender, TrainConfig
 
 #: Folder of the trained recommender inside the live generation; :data:`SPLITS_FILE` inside it holds the
 #: train/valid/test pairs and the item -> scene map the model was trained with.
@@ -40,29 +40,70 @@ def _adjacency(train: CSR) -> torch.Tensor:
     return normalized_adjacency(edge_index, train.shape[0], train.shape[1])
 
 
-def _most_popular(train: CSR) -> Recommender:
+def _most_popular(inputs: GraphInputs) -> Recommender:
     import torch
 
     from scenerec.gnn import MostPopular
 
+    train = inputs.train
     counts = np.bincount(train.indices, minlength=train.shape[1]).astype(np.float32)
     return MostPopular(torch.from_numpy(counts), num_users=train.shape[0])
 
 
-def _bprmf(train: CSR) -> Recommender:
+def _bprmf(inputs: GraphInputs) -> Recommender:
     from scenerec.gnn import BPRMF
 
-    return BPRMF(train.shape[0], train.shape[1], dim=64)
+    return BPRMF(inputs.num_users, inputs.num_items, dim=64)
 
 
-def _lightgcn(train: CSR) -> Recommender:
+def _lightgcn(inputs: GraphInputs) -> Recommender:
     from scenerec.gnn import LightGCN
 
-    return LightGCN(train.shape[0], train.shape[1], _adjacency(train), dim=64, num_layers=2)
+    return LightGCN(inputs.num_users, inputs.num_items, _adjacency(inputs.train), dim=64, num_layers=2)
 
 
-#: The recommenders :meth:`Engine.fit` can train, by name: ``factory(train CSR) -> untrained model``.
-MODELS: dict[str, Callable[[CSR], Recommender]] = {"pop": _most_popular, "bpr": _bprmf, "lightgcn": _lightgcn}
+def _scenegnn(inputs: GraphInputs) -> Recommender:
+    from scenerec.gnn import SceneGNN
+
+    return SceneGNN(inputs)
+
+
+def _bpr_config() -> TrainConfig:
+    from scenerec.gnn import TrainConfig
+
+    return TrainConfig()
+
+
+def _softmax_config() -> TrainConfig:
+    from scenerec.gnn import TrainConfig
+
+    return TrainConfig(loss="softmax", lr=1e-2, batch_size=256, weight_decay=0.0, patience=20)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A recommender :meth:`Engine.fit` can train: ``factory(inputs) -> untrained model`` and its default
+    :class:`~scenerec.gnn.TrainConfig` (``config()``)."""
+
+    factory: Callable[[GraphInputs], Recommender]
+    config: Callable[[], TrainConfig]
+    description: str
+
+
+#: The recommenders :meth:`Engine.fit` can train, by name.
+MODELS: dict[str, ModelSpec] = {
+    "scenegnn": ModelSpec(
+        _scenegnn,
+        _softmax_config,
+        "scenerec's main model: text-initialised, relation-aware, scene-adapted GNN + item-item channel",
+    ),
+    "lightgcn": ModelSpec(_lightgcn, _bpr_config, "LightGCN, 2 layers, 64-d, BPR"),
+    "bpr": ModelSpec(_bprmf, _bpr_config, "BPR matrix factorisation, 64-d"),
+    "pop": ModelSpec(_most_popular, _bpr_config, "most popular items of the scene (no training)"),
+}
+
+#: The model :meth:`Engine.fit` trains when none is named.
+DEFAULT_RECOMMENDER = "scenegnn"
 
 
 @dataclass
@@ -233,15 +274,21 @@ class Engine:
         """Where :meth:`fit` saves the trained recommender: ``<live generation>/model``."""
         return current_generation(self.path) / MODEL_DIR
 
-    def _interaction_splits(self, seed: int | None) -> tuple[dict[str, CSR], np.ndarray, bool]:
-        """Train/valid/test :class:`CSR` of the stored interactions, the item -> scene index map and whether the
-        splits were assigned here (``random_per_user`` with ``seed``, default 2020, when any interaction has none)."""
-        from scenerec.gnn import Interactions, random_per_user
+    def _edge_index(self) -> EdgeIndex:
+        """The store's typed edges, indexed by the store's id map (checked to cover every node)."""
         from scenerec.ids import IdMap
 
         index = self.store.edge_index(IdMap.from_dict(self.idmap.to_dict()))
         if index.idmap != self.idmap:
             raise StoreError(f"{self.path}: the graph holds nodes that its id map does not; rebuild the store")
+        return index
+
+    def _interaction_splits(self, seed: int | None) -> tuple[dict[str, CSR], EdgeIndex, bool]:
+        """Train/valid/test :class:`CSR` of the stored interactions, the store's edges and whether the splits were
+        assigned here (``random_per_user`` with ``seed``, default 2020, when any interaction has none)."""
+        from scenerec.gnn import Interactions, random_per_user
+
+        index = self._edge_index()
         edges = index.edges.get(("user", "INTERACTED", "item"))
         if edges is None or edges.empty:
             raise ConfigError(f"{self.path}: the store has no interactions to train on")
@@ -257,7 +304,13 @@ class Engine:
         assigned = bool((frame["split"] == "").any())
         if assigned:
             frame = random_per_user(frame, seed=2020 if seed is None else seed)
-        return Interactions.from_frame(frame, self.idmap), index.item_scene, assigned
+        return Interactions.from_frame(frame, self.idmap), index, assigned
+
+    def _graph_inputs(self, index: EdgeIndex, train: CSR) -> GraphInputs:
+        """The model inputs: training pairs, scenes, the stored text features and the knowledge-graph facts."""
+        from scenerec.gnn import GraphInputs, build_hetero
+
+        return GraphInputs.from_hetero(build_hetero(index, self.features), train)
 
     def _set_model(self, name: str, model: Recommender, splits: dict[str, CSR], item_scene: np.ndarray) -> None:
         import torch
@@ -268,30 +321,50 @@ class Engine:
         self._model, self._model_name, self._splits, self._item_scene = model, name, splits, item_scene
         self._embeddings = (user_emb.detach(), item_emb.detach())
 
-    def fit(self, model: str = "lightgcn", *, config: TrainConfig | None = None, seed: int | None = None) -> FitResult:
+    def fit(
+        self,
+        model: str = DEFAULT_RECOMMENDER,
+        *,
+        config: TrainConfig | None = None,
+        seed: int | None = None,
+        epochs: int | None = None,
+        progress: Callable[[dict[str, Any]], None] | None = None,
+    ) -> FitResult:
         """Train the recommender ``model`` (a name of :data:`MODELS`) on the store's interactions and save it.
 
         The splits stored on the interactions are used (``random_per_user`` over all of them when any has none);
-        BPR negatives are drawn within the positive item's scene; early stopping watches validation NDCG. The
-        artifact (:func:`scenerec.gnn.save_artifact`, plus the splits) goes to :attr:`model_dir`, replacing any
-        earlier one, so that it belongs to the live generation; the model stays loaded for :meth:`recommend`.
-        ``seed`` overrides ``config.seed`` (and seeds the split, when one is assigned).
+        negatives come from the positive item's scene; early stopping watches validation NDCG. ``config``: the
+        training configuration (default: the model's own, :attr:`ModelSpec.config`); ``seed`` and ``epochs``
+        override it (``seed`` also seeds the split, when one is assigned). ``progress`` gets every epoch's record.
+        For ``scenegnn`` the item-item channel is fitted and its fusion weights chosen on the validation split
+        afterwards (:func:`scenerec.gnn.tune_item_item`). The artifact (:func:`scenerec.gnn.save_artifact`, plus the
+        splits) goes to :attr:`model_dir`, replacing any earlier one, so that it belongs to the live generation;
+        the model stays loaded for :meth:`recommend`.
         """
-        from scenerec.gnn import TrainConfig, fit, save_artifact
+        from scenerec.gnn import fit, save_artifact, tune_item_item
 
-        factory = MODELS.get(model)
-        if factory is None:
+        spec = MODELS.get(model)
+        if spec is None:
             raise ConfigError(f"unknown model {model!r}; choose one of: {', '.join(MODELS)}")
-        cfg = config if config is not None else TrainConfig()
+        cfg = config if config is not None else spec.config()
         if seed is not None:
             cfg = replace(cfg, seed=seed)
-        splits, item_scene, assigned = self._interaction_splits(cfg.seed)
-        recommender = factory(splits["train"])
-        result = fit(recommender, splits["train"], splits["valid"], cfg, item_scene=item_scene)
+        if epochs is not None:
+            cfg = replace(cfg, epochs=epochs)
+        splits, index, assigned = self._interaction_splits(cfg.seed)
+        item_scene = index.item_scene
+        inputs = self._graph_inputs(index, splits["train"])
+        recommender = spec.factory(inputs)
+        result = fit(recommender, splits["train"], splits["valid"], cfg, item_scene=item_scene, progress=progress)
+        report = tune_item_item(recommender, splits["train"], splits["valid"], item_scene)
         target = self.model_dir
         tmp = target.with_name(f"{MODEL_DIR}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
-        extra = {"generation": target.parent.name, "splits": "random_per_user" if assigned else "stored"}
+        extra = {
+            "generation": target.parent.name,
+            "splits": "random_per_user" if assigned else "stored",
+            "item_item": {str(k): v for k, v in report.scenes.items()},
+        }
         save_artifact(tmp, model, recommender, cfg, result, self.idmap, extra=extra)
         arrays = {"item_scene": item_scene}
         for name, csr in splits.items():
@@ -318,8 +391,12 @@ class Engine:
         with np.load(folder / SPLITS_FILE) as z:
             splits = {s: CSR.from_pairs(z[f"{s}_users"], z[f"{s}_items"], shape) for s in ("train", "valid", "test")}
             item_scene = z["item_scene"].astype(np.int64)
-        adj = _adjacency(splits["train"]) if meta["hyperparameters"]["class"] == "LightGCN" else None
-        model = build_model(meta, state, adj=adj)
+        cls = meta["hyperparameters"]["class"]
+        adj = _adjacency(splits["train"]) if cls == "LightGCN" else None
+        inputs = self._graph_inputs(self._edge_index(), splits["train"]) if cls == "SceneGNN" else None
+        if inputs is not None and not np.array_equal(inputs.item_scene, item_scene):
+            raise ConfigError(f"{folder}: item scenes changed since the model was trained; run fit again")
+        model = build_model(meta, state, adj=adj, inputs=inputs)
         self._set_model(str(meta["model"]), model, splits, item_scene)
         return model
 
@@ -393,3 +470,209 @@ class Engine:
             self._scores, self._splits["train"], test, exclude=self._splits["valid"], ks=ks, candidate_items=candidates
         )
         return {"scene": scene, **metrics, "users": users}
+
+    # ---------------------------------------------------------------- serving
+    def _ranked(self, scores: np.ndarray, candidates: np.ndarray, k: int, scene: str | None) -> pd.DataFrame:
+        """The ``k`` best of ``candidates`` (item indices) by ``scores`` (over all items), ties to the lower index:
+        columns ``item_id``, ``scene`` (``scene``, else each item's own), ``score``, ``rank``."""
+        pos, valid = _top_k_rows(scores[candidates][None, :].astype(np.float64), k)
+        top = candidates[pos[0][valid[0]]]
+        item_ids = self.idmap.ids("item")
+        scenes = [scene] * len(top) if scene is not None else self.items()["scene"].to_numpy()[top].tolist()
+        return pd.DataFrame(
+            {
+                "item_id": pd.Series([item_ids[i] for i in top], dtype=object),
+                "scene": pd.Series(scenes, dtype=object),
+                "score": scores[top].astype(np.float64),
+                "rank": np.arange(1, len(top) + 1, dtype=np.int64),
+            }
+        )
+
+    def _item_indices(self, item_ids: Sequence[str] | str) -> np.ndarray:
+        """Sorted unique item indices of ``item_ids`` (a single id is one item); errors for none or unknown ids."""
+        ids = [item_ids] if isinstance(item_ids, str) else [str(i) for i in item_ids]
+        if not ids:
+            raise ValueError("no item ids given: name at least one item the user interacted with")
+        for ident in ids:
+            if ("item", ident) not in self.idmap:
+                raise UnknownIdError("item", ident)
+        return np.unique(self.idmap.indices("item", ids))
+
+    def recommend_for_items(self, item_ids: Sequence[str], scene: str, k: int = 10) -> pd.DataFrame:
+        """The ``k`` items of ``scene`` the trained model scores highest for a user it has never seen, given only
+        the items that user interacted with (inductive: :meth:`Recommender.score_histories`, no retraining).
+
+        The given items are left out; columns ``item_id``, ``scene``, ``score``, ``rank`` (1 = best); ties go to
+        the lower item index, as in :meth:`recommend`. Raises :class:`UnknownIdError` for an unknown item or scene,
+        ``ValueError`` for an empty list, :class:`ConfigError` when no model is trained.
+        """
+        import torch
+
+        if not isinstance(k, int) or k < 1:
+            raise ValueError("k must be a positive integer")
+        model = self._load_model()
+        candidates = self._scene_items(scene)
+        history = self._item_indices(item_ids)
+        assert self._embeddings is not None
+        with torch.no_grad():
+            scores = model.score_histories([torch.from_numpy(history)], *self._embeddings)[0]
+        return self._ranked(
+            scores.detach().cpu().numpy().astype(np.float64),
+            np.setdiff1d(candidates, history, assume_unique=True),
+            k,
+            scene,
+        )
+
+    def item_vectors(self) -> tuple[np.ndarray, str]:
+        """Item representations in id-map order and where they come from: the trained model's (its name) when one
+        is trained or saved, else the text embeddings (``"text"``). The popularity model has none of its own."""
+        from scenerec.gnn import MostPopular
+
+        if self._model is not None or (self.model_dir / SPLITS_FILE).is_file():
+            model = self._load_model()
+            if not isinstance(model, MostPopular):
+                assert self._embeddings is not None
+                return self._embeddings[1].detach().cpu().numpy().astype(np.float32), self._model_name
+        vectors = self.features.get("item")
+        if vectors is None:
+            raise ConfigError(
+                f"{self.path}: no item representations to compare: train a model (`scenerec fit --store "
+                f"{self.path} --model lightgcn`) or rebuild the store with text embeddings"
+            )
+        return vectors, "text"
+
+    def similar_items(self, item_id: str, k: int = 10, scene: str | None = None) -> pd.DataFrame:
+        """The ``k`` items most similar to ``item_id``: cosine similarity of the trained model's item
+        representations when a model is trained or saved, else of the text embeddings (:meth:`item_vectors`).
+
+        ``scene`` None: items of every scene. The item itself is left out; ties go to the lower item index.
+        Columns ``item_id``, ``scene``, ``score`` (cosine), ``rank``; ``attrs["source"]`` names the
+        representation. Raises :class:`UnknownIdError` for an unknown item or scene, :class:`ConfigError` when
+        there are no representations.
+        """
+        if not isinstance(k, int) or k < 1:
+            raise ValueError("k must be a positive integer")
+        self._check_scene(scene)
+        if ("item", item_id) not in self.idmap:
+            raise UnknownIdError("item", item_id)
+        vectors, source = self.item_vectors()
+        norms = np.linalg.norm(vectors, axis=1)
+        unit = vectors / np.where(norms > 0, norms, 1.0)[:, None]
+        index = self.idmap.index("item", item_id)
+        scores = (unit.astype(np.float64) @ unit[index].astype(np.float64)).astype(np.float64)
+        if scene is None:
+            candidates = np.arange(len(scores))
+        else:
+            candidates = np.flatnonzero(self.items()["scene"].to_numpy() == scene)
+        out = self._ranked(scores, candidates[candidates != index], k, None)
+        out.attrs["source"] = source
+        return out
+
+    def write_back(self, k: int = 10, scenes: Sequence[str] | None = None, batch_size: int = 1024) -> dict[str, Any]:
+        """Write the trained model's results into the graph, for queries in plain Cypher:
+
+        * for every user and every scene of ``scenes`` (default: every scene the model has items of), its top-``k``
+          items as ``(:User)-[:RECOMMENDED {score, rank, model}]->(:Item)``, training items left out, the same
+          ranking as :meth:`recommend`; these replace all earlier ``RECOMMENDED`` relationships;
+        * the learnt user and item representations as the ``gnn_embedding`` float-array property
+          (:data:`scenerec.kg.schema.MODEL_EMBEDDING`), replacing earlier ones.
+
+        Needs a writable store (``Engine.open(path, read_only=False)``). Returns what was written: ``model``,
+        ``k``, ``scenes``, ``edges``, ``users``, ``items``, ``dim``, ``property``, ``seconds``.
+        """
+        import time
+
+        import torch
+
+        from scenerec.kg.schema import MODEL_EMBEDDING
+
+        if not isinstance(k, int) or k < 1:
+            raise ValueError("k must be a positive integer")
+        if getattr(self.store, "read_only", False):
+            raise ConfigError(
+                f"{self.path}: the store is open read-only; open it with Engine.open(path, read_only=False) to write back"
+            )
+        t0 = time.perf_counter()
+        self._load_model()
+        assert self._embeddings is not None
+        user_emb, item_emb = self._embeddings
+        if scenes is None:
+            covered = set(self._item_scene[self._item_scene >= 0].tolist())
+            scenes = [s for n, s in enumerate(self.idmap.ids("scene")) if n in covered]
+        else:
+            scenes = [scenes] if isinstance(scenes, str) else list(scenes)
+        per_scene = {scene: self._scene_items(scene) for scene in scenes}
+        n_users, n_items = self.idmap.size("user"), self.idmap.size("item")
+        train = self._splits["train"]
+        user_ids = np.asarray(self.idmap.ids("user"), dtype=object)
+        item_ids = np.asarray(self.idmap.ids("item"), dtype=object)
+        parts: list[pd.DataFrame] = []
+        for candidates in per_scene.values():
+            if len(candidates) == 0:
+                continue
+            position = np.full(n_items, -1, dtype=np.int64)
+            position[candidates] = np.arange(len(candidates))
+            step = max(1, min(batch_size, 4_000_000 // len(candidates)))
+            for start in range(0, n_users, step):
+                users = np.arange(start, min(start + step, n_users))
+                scores = self._scores(torch.from_numpy(users))[:, torch.from_numpy(candidates)]
+                block = scores.cpu().numpy().astype(np.float64)
+                # the users' training items of this scene are left out
+                lo, hi = train.indptr[users[0]], train.indptr[users[-1] + 1]
+                rows = np.repeat(np.arange(len(users)), np.diff(train.indptr[users[0] : users[-1] + 2]))
+                cols = position[train.indices[lo:hi]]
+                block[rows[cols >= 0], cols[cols >= 0]] = -np.inf
+                pos, valid = _top_k_rows(block, k)
+                r, c = np.nonzero(valid)
+                parts.append(
+                    pd.DataFrame(
+                        {
+                            "user": user_ids[users[r]],
+                            "item": item_ids[candidates[pos[r, c]]],
+                            "score": block[r, pos[r, c]],
+                            "rank": c + 1,
+                        }
+                    )
+                )
+        frame = (
+            pd.concat(parts, ignore_index=True)
+            if parts
+            else pd.DataFrame({"user": [], "item": [], "score": [], "rank": []})
+        )
+        frame["model"] = self._model_name
+        edges = self.store.write_recommendations(frame)
+        self.store.set_model_embeddings("User", self.idmap.ids("user"), user_emb.detach().cpu().numpy())
+        self.store.set_model_embeddings("Item", self.idmap.ids("item"), item_emb.detach().cpu().numpy())
+        return {
+            "model": self._model_name,
+            "k": k,
+            "scenes": list(per_scene),
+            "edges": edges,
+            "users": n_users,
+            "items": n_items,
+            "dim": int(item_emb.shape[1]),
+            "property": MODEL_EMBEDDING,
+            "seconds": time.perf_counter() - t0,
+        }
+
+
+def _top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of ``scores`` (b, n), the column positions of its ``k`` highest finite scores, best first, ties to
+    the lower position: ``positions`` (b, min(k, n)) and ``valid`` (same shape; False where a row has fewer finite
+    scores than that, e.g. left-out items scored -inf)."""
+    b, n = scores.shape
+    k = min(k, n)
+    if k == 0:
+        return np.zeros((b, 0), dtype=np.int64), np.zeros((b, 0), dtype=bool)
+    scores = np.where(np.isnan(scores), -np.inf, scores)
+    # the k-th highest score of each row; every score above it is taken, then the lowest positions equal to it
+    kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1 : k]
+    above = scores > kth
+    tied = scores == kth
+    take = above | (tied & (np.cumsum(tied, axis=1) <= k - above.sum(axis=1, keepdims=True)))
+    positions = np.nonzero(take)[1].reshape(b, k)  # ascending within each row
+    chosen = np.take_along_axis(scores, positions, axis=1)
+    order = np.argsort(-chosen, axis=1, kind="stable")  # stable: equal scores keep the lower position first
+    positions = np.take_along_axis(positions, order, axis=1)
+    valid = np.isfinite(np.take_along_axis(chosen, order, axis=1))
+    return positions.astype(np.int64), valid
