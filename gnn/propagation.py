@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["SymmetricSpMM", "normalized_adjacency", "propagate"]
+__all__ = ["SparseMatMul", "SymmetricSpMM", "normalized_adjacency", "propagate", "spmm"]
 
 
 def normalized_adjacency(
@@ -105,4 +105,34 @@ def propagate(adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     if x.dim() != 2 or x.size(0) != adj.size(1):
         raise ValueError(f"x must have shape ({adj.size(1)}, d), got {tuple(x.shape)}")
     out: torch.Tensor = SymmetricSpMM.apply(adj, x)
+    return out
+
+
+class SparseMatMul(torch.autograd.Function):
+    """``adj @ x`` for any sparse CSR ``adj`` (N, M) whose transpose ``adj_t`` (M, N, CSR) is precomputed once:
+    the backward pass is ``adj_t @ grad``, without the per-call CSR transpose of torch's sparse autograd."""
+
+    @staticmethod
+    def forward(ctx: Any, adj: torch.Tensor, adj_t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``adj`` (N, M), ``adj_t`` (M, N), ``x`` (M, d) -> (N, d)."""
+        ctx.adj_t = adj_t
+        return adj @ x
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[None, None, torch.Tensor | None]:
+        """``grad_out`` (N, d) -> (None, None, ``adj_t @ grad_out``)."""
+        grad_x = ctx.adj_t @ grad_out if ctx.needs_input_grad[2] else None
+        return None, None, grad_x
+
+
+def spmm(adj: torch.Tensor, x: torch.Tensor, adj_t: torch.Tensor | None = None) -> torch.Tensor:
+    """``adj @ x`` differentiable in ``x``: ``adj`` sparse CSR (N, M), ``x`` (M, d); ``adj_t`` its transpose as CSR
+    (computed here when omitted; pass it to reuse it across calls)."""
+    if adj.layout != torch.sparse_csr:
+        raise ValueError(f"adj must be a torch.sparse_csr tensor, got layout {adj.layout}")
+    if adj_t is None:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            adj_t = adj.t().to_sparse_csr()
+    out: torch.Tensor = SparseMatMul.apply(adj, adj_t, x)
     return out

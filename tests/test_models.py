@@ -176,3 +176,16 @@ def test_lightgcn_deepcopy_and_state_dict() -> None:
     other = LightGCN(NU, NI, normalized_adjacency(EDGES, NU, NI), dim=4)
     other.load_state_dict(model.state_dict())
     torch.testing.assert_close(other()[1], model()[1])
+
+
+def test_spmm_with_a_precomputed_transpose_has_the_dense_gradient() -> None:
+    from scenerec.gnn.propagation import spmm
+
+    gen = torch.Generator().manual_seed(0)
+    dense = (torch.rand(7, 5, generator=gen) > 0.5).double() * torch.rand(7, 5, generator=gen, dtype=torch.float64)
+    adj = dense.to_sparse_csr()
+    x = torch.randn(5, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: spmm(adj, t), (x,))
+    assert torch.autograd.gradcheck(lambda t: spmm(adj, t, dense.t().to_sparse_csr()), (x,))
+    with pytest.raises(ValueError, match="sparse_csr"):
+        spmm(dense, x)
