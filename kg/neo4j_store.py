@@ -45,7 +45,7 @@ import pandas as pd
 
 from scenerec.errors import BackendUnavailableError, ConfigError, StoreError
 from scenerec.kg.schema import MODEL_EMBEDDING, NODES, check_label, check_rel
-from scenerec.kg.store import GraphStore, LoadStats, Progress, check_rows
+from scenerec.kg.store import GraphStore, LoadStats, Progress, _alignment_filter, check_rows
 from scenerec.kg.tables import EdgeTable, GraphTables
 
 if TYPE_CHECKING:
@@ -420,14 +420,24 @@ class Neo4jStore(GraphStore):
         rt = check_rel(rel, src, dst)
         return self._repeat(f"MATCH (:{a})-[r:{rt.type}]->(:{b}) WITH r LIMIT $limit DELETE r RETURN count(r) AS n")
 
-    def _repeat(self, cypher: str) -> int:
-        """Run ``cypher`` (taking ``$limit`` = ``batch_size``, returning ``n``) in one transaction after another
-        until it reports 0 rows; returns the total (a bounded loop instead of one huge transaction)."""
+    def _delete_alignments(self, src: str, dst: str, methods: list[str], scenes: tuple[str, str] | None) -> int:
+        a, b = self._target(src), self._target(dst)
+        rt = check_rel("SAME_AS", src, dst)
+        where, params = _alignment_filter(scenes)
+        return self._repeat(
+            f"MATCH (a:{a})-[r:{rt.type}]->(b:{b}) WHERE r.method IN $methods{where} "
+            "WITH r LIMIT $limit DELETE r RETURN count(r) AS n",
+            {"methods": methods, **params},
+        )
+
+    def _repeat(self, cypher: str, params: dict[str, Any] | None = None) -> int:
+        """Run ``cypher`` (taking ``$limit`` = ``batch_size`` and ``params``, returning ``n``) in one transaction
+        after another until it reports 0 rows; returns the total (a bounded loop instead of one huge transaction)."""
         total = 0
         while True:
 
             def work(tx: neo4j.ManagedTransaction) -> int:
-                record = self._run(tx, cypher, {"limit": self.batch_size}).single()
+                record = self._run(tx, cypher, {**(params or {}), "limit": self.batch_size}).single()
                 return int(record["n"]) if record is not None else 0
 
             n = self._write(cypher, work)

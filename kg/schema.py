@@ -110,6 +110,10 @@ RELS: dict[str, RelType] = {
 #: Relationship types written by the recommender rather than loaded from data: left out of the GNN's edge tables.
 DERIVED_RELS = frozenset({"RECOMMENDED"})
 
+#: ``SAME_AS`` methods of the dataset's own alignment (``gold``) and of the known pairs an aligner starts from
+#: (``seed``): :meth:`GraphStore.write_alignments` never replaces or deletes them.
+PROTECTED_ALIGNMENT_METHODS = frozenset({"gold", "seed"})
+
 #: Node property holding the learnt representation of a trained recommender (``FLOAT[d]``, d known after training).
 MODEL_EMBEDDING = "gnn_embedding"
 

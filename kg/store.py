@@ -21,7 +21,16 @@ import pandas as pd
 
 from scenerec.errors import SchemaError, StoreError, UnknownIdError
 from scenerec.ids import IdMap
-from scenerec.kg.schema import DERIVED_RELS, LABEL_OF_KIND, MODEL_EMBEDDING, NODES, RELS, check_label, check_rel
+from scenerec.kg.schema import (
+    DERIVED_RELS,
+    LABEL_OF_KIND,
+    MODEL_EMBEDDING,
+    NODES,
+    PROTECTED_ALIGNMENT_METHODS,
+    RELS,
+    check_label,
+    check_rel,
+)
 from scenerec.kg.tables import EdgeTable, GraphTables
 
 Progress = Callable[[str, int], None]
@@ -320,6 +329,138 @@ class GraphStore(abc.ABC):
         self._delete_relationships("RECOMMENDED", "User", "Item")
         return self.load_edges(EdgeTable("RECOMMENDED", "User", "Item", frame))
 
+    # ---------------------------------------------------------------- entity alignment write-back
+    def write_alignments(
+        self,
+        frame: pd.DataFrame,
+        method: str | Sequence[str] | None = None,
+        *,
+        scenes: tuple[str, str] | None = None,
+    ) -> int:
+        """Replace the predicted ``SAME_AS`` relationships of ``method`` by the rows of ``frame``.
+
+        ``frame``: columns ``left``, ``right`` (node ids), ``kind_left`` and ``kind_right`` (or one ``kind`` for
+        both: ``entity``, ``item``, ``user``, or the labels ``Entity``, ``Item``, ``User``; the pair must be one
+        that ``SAME_AS`` connects), ``score`` (finite) and ``method`` (optional when ``method`` names one method).
+        ``method``: the method(s) whose earlier ``SAME_AS`` relationships are deleted first (default: those of the
+        frame's rows); every row's method must be one of them. The methods :data:`PROTECTED_ALIGNMENT_METHODS`
+        (``gold``, ``seed``: the dataset's own alignment) are refused, and relationships of any method not named
+        are never touched. ``scenes``: only delete relationships whose two ends lie in these two scenes (their
+        ``scene`` property; users have none, so User-User links are then left alone).
+
+        Every id must exist under its label: otherwise :class:`StoreError` is raised before anything is deleted.
+        An empty ``frame`` with ``method`` removes that method's relationships. Returns the relationships written.
+        """
+        rows, methods = self._alignment_rows(frame, method)
+        if scenes is not None and (len(scenes) != 2 or not all(isinstance(s, str) and s for s in scenes)):
+            raise SchemaError(f"scenes must be two scene ids, not {scenes!r}")
+        pairs = sorted(set(zip(rows["label_left"], rows["label_right"], strict=True)))
+        for a, b in pairs:
+            check_rel("SAME_AS", a, b)
+        for a, b in pairs:
+            part = rows[(rows["label_left"] == a) & (rows["label_right"] == b)]
+            for end, label in (("left", a), ("right", b)):
+                absent = self._missing(label, part[end])
+                if absent:
+                    raise StoreError(
+                        f"no :{label} node with id {', '.join(map(repr, absent))}; cannot write an alignment for it"
+                    )
+        for a, b in RELS["SAME_AS"].pairs:
+            if scenes is not None and "User" in (a, b):
+                continue
+            self._delete_alignments(a, b, sorted(methods), scenes)
+        written = 0
+        for a, b in pairs:
+            part = rows[(rows["label_left"] == a) & (rows["label_right"] == b)]
+            table = pd.DataFrame(
+                {
+                    "from": part["left"].to_numpy(dtype=object),
+                    "to": part["right"].to_numpy(dtype=object),
+                    "score": part["score"].to_numpy(dtype=np.float64),
+                    "method": part["method"].to_numpy(dtype=object),
+                }
+            )
+            written += self.load_edges(EdgeTable("SAME_AS", a, b, table))
+        return written
+
+    @staticmethod
+    def _alignment_rows(frame: pd.DataFrame, method: str | Sequence[str] | None) -> tuple[pd.DataFrame, set[str]]:
+        """The checked rows of :meth:`write_alignments` (labels resolved) and the methods to replace."""
+        kinds = ["kind_left", "kind_right"] if "kind_left" in frame.columns else ["kind"]
+        need = ["left", "right", *kinds, "score"] + ([] if isinstance(method, str) else ["method"])
+        missing = [c for c in need if c not in frame.columns]
+        if missing:
+            raise SchemaError(f"alignment rows lack columns {missing}")
+        if isinstance(method, str):
+            named = {method}
+        elif method is None:
+            named = {str(m) for m in frame["method"]}
+            if not named:
+                raise SchemaError("name the method whose alignments an empty frame replaces")
+        else:
+            named = {str(m) for m in method}
+            if not named:
+                raise SchemaError("name at least one alignment method to replace")
+        for m in named:
+            if not m or not m.strip():
+                raise SchemaError("an alignment method name is empty")
+        protected = sorted(named & PROTECTED_ALIGNMENT_METHODS)
+        if protected:
+            raise SchemaError(
+                f"SAME_AS relationships of method {protected[0]!r} are the dataset's own alignment; "
+                "they cannot be replaced by write_alignments (rebuild the store to change them)"
+            )
+
+        def label(values: pd.Series, side: str) -> np.ndarray:
+            out = []
+            for v in values.astype(str):
+                name = LABEL_OF_KIND.get(v, v)
+                if name not in NODES:
+                    raise SchemaError(
+                        f"{side} kind {v!r} is not a node kind; expected one of {', '.join(LABEL_OF_KIND)}"
+                    )
+                out.append(name)
+            return np.asarray(out, dtype=object)
+
+        k_left, k_right = (frame[kinds[0]], frame[kinds[-1]])
+        rows = pd.DataFrame(
+            {
+                "left": frame["left"].astype(str).to_numpy(dtype=object),
+                "right": frame["right"].astype(str).to_numpy(dtype=object),
+                "label_left": label(k_left, "left"),
+                "label_right": label(k_right, "right"),
+                "score": pd.to_numeric(frame["score"], errors="coerce").astype("float64").to_numpy(),
+                "method": (
+                    frame["method"].astype(str).to_numpy(dtype=object)
+                    if "method" in frame.columns
+                    else np.full(len(frame), method, dtype=object)
+                ),
+            }
+        )
+        if not np.isfinite(rows["score"].to_numpy()).all():
+            raise SchemaError("alignment scores must be finite numbers")
+        other = sorted(set(rows["method"]) - named)
+        if other:
+            raise SchemaError(
+                f"alignment rows of method {other[0]!r} are not among the methods replaced ({', '.join(sorted(named))})"
+            )
+        dup = rows.duplicated(["label_left", "left", "label_right", "right", "method"])
+        if dup.any():
+            first = rows.loc[dup].iloc[0]
+            raise SchemaError(f"the pair ({first['left']!r}, {first['right']!r}) occurs twice for {first['method']!r}")
+        return rows, named
+
+    def _delete_alignments(self, src: str, dst: str, methods: list[str], scenes: tuple[str, str] | None) -> int:
+        """Delete the ``SAME_AS`` relationships from ``src`` to ``dst`` nodes (checked labels) whose ``method`` is
+        one of ``methods`` (and, with ``scenes``, whose ends lie in those two scenes); returns how many."""
+        rt = check_rel("SAME_AS", src, dst)
+        where, params = _alignment_filter(scenes)
+        match = f"MATCH (a:{src})-[r:{rt.type}]->(b:{dst}) WHERE r.method IN $methods{where}"
+        n = int(self.query(f"{match} RETURN count(r) AS n", methods=methods, **params)["n"].iloc[0])
+        if n:
+            self.query(f"{match} DELETE r", methods=methods, **params)
+        return n
+
     def set_model_embeddings(self, label: str, ids: Sequence[str], vectors: np.ndarray) -> int:
         """Replace the :data:`~scenerec.kg.schema.MODEL_EMBEDDING` property (a float array) of every node of
         ``label``: row ``k`` of ``vectors`` for node ``ids[k]``, none for the nodes not in ``ids``. The size may
@@ -569,6 +710,14 @@ class GraphStore(abc.ABC):
             "scene", items.loc[has, "scene"].astype(str)
         )
         return EdgeIndex(idmap=idmap, edges=edges, item_scene=item_scene)
+
+
+def _alignment_filter(scenes: tuple[str, str] | None) -> tuple[str, dict[str, Any]]:
+    """The extra ``WHERE`` text (``a`` and ``b`` the ends) and parameters restricting alignments to two scenes."""
+    if scenes is None:
+        return "", {}
+    where = " AND ((a.scene = $scene_a AND b.scene = $scene_b) OR (a.scene = $scene_b AND b.scene = $scene_a))"
+    return where, {"scene_a": scenes[0], "scene_b": scenes[1]}
 
 
 def _check_vectors(label: str, vectors: Any, n: int) -> np.ndarray:

@@ -752,3 +752,98 @@ def test_ladybug_store_without_the_recommended_table(tmp_path: Path) -> None:
         assert old.counts() == COUNTS
         assert old.write_recommendations(_recs(RECS)) == len(RECS)
         assert old.counts()["edges"]["RECOMMENDED"] == len(RECS)
+
+
+# -------------------------------------------------------------------- entity alignment write-back
+SAME_AS = "MATCH (a)-[r:SAME_AS]->(b) RETURN a.id AS a, b.id AS b, r.score AS score, r.method AS method"
+
+
+def _same_as(store: GraphStore) -> list[tuple[str, str, float, str]]:
+    df = store.query(SAME_AS)
+    return sorted((str(a), str(b), round(float(s), 6), str(m)) for a, b, s, m in df.itertuples(index=False))
+
+
+def _ali(rows: list[tuple[str, str, str, str, float]], method: str | None = "propagation") -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=["left", "right", "kind_left", "kind_right", "score"])
+    return frame if method is None else frame.assign(method=method)
+
+
+def _with_gold(store: GraphStore) -> GraphStore:
+    rows = pd.DataFrame({"from": ["e:tolkien"], "to": ["e:nolan"], "score": [1.0], "method": ["gold"]})
+    store.load_edges(EdgeTable("SAME_AS", "Entity", "Entity", rows))
+    return store
+
+
+TITLE = ("b3", "m3", 0.9, "title")
+GOLD = ("e:tolkien", "e:nolan", 1.0, "gold")
+
+
+def test_write_alignments_replaces_its_method_only(loaded: GraphStore) -> None:
+    store = _with_gold(loaded)
+    first = [("b1", "m1", "item", "item", 0.8), ("e:tolkien", "m2", "entity", "item", 0.6)]
+    assert store.write_alignments(_ali(first), "propagation") == 2
+    assert _same_as(store) == sorted(
+        [TITLE, GOLD, ("b1", "m1", 0.8, "propagation"), ("e:tolkien", "m2", 0.6, "propagation")]
+    )
+    assert store.counts()["edges"]["SAME_AS"] == 4
+    # a second run replaces the method's edges (not added to them); gold and the other methods survive
+    assert store.write_alignments(_ali([("b2", "m2", "Item", "Item", 0.7)])) == 1
+    assert _same_as(store) == sorted([TITLE, GOLD, ("b2", "m2", 0.7, "propagation")])
+    # another method is written beside it; the method may come from the argument alone; one `kind` for both ends
+    gcn = _ali([("u1", "u2", "user", "user", 0.5)], method=None).rename(columns={"kind_left": "kind"})
+    assert store.write_alignments(gcn.drop(columns="kind_right"), "gcn") == 1
+    assert _same_as(store) == sorted([TITLE, GOLD, ("b2", "m2", 0.7, "propagation"), ("u1", "u2", 0.5, "gcn")])
+    # an empty frame with a method clears that method
+    assert store.write_alignments(_ali([]), "gcn") == 0
+    assert _same_as(store) == sorted([TITLE, GOLD, ("b2", "m2", 0.7, "propagation")])
+    # a method name full of Cypher travels as a parameter
+    evil = EVIL_IDS[2]
+    assert store.write_alignments(_ali([("b1", "m1", "item", "item", 0.3)], evil)) == 1
+    assert store.write_alignments(_ali([("b2", "m1", "item", "item", 0.4)], evil)) == 1
+    assert _same_as(store) == sorted([TITLE, GOLD, ("b2", "m2", 0.7, "propagation"), ("b2", "m1", 0.4, evil)])
+    assert store.counts()["nodes"] == COUNTS["nodes"]
+
+
+def test_write_alignments_scoped_to_two_scenes(loaded: GraphStore) -> None:
+    store = _with_gold(loaded)
+    rows = [("b1", "m1", "item", "item", 0.8), ("e:acme", "m2", "entity", "item", 0.6)]  # e:acme has no scene
+    store.write_alignments(_ali(rows))
+    assert store.write_alignments(_ali([("b2", "m2", "item", "item", 0.7)]), scenes=("movies", "books")) == 1
+    assert _same_as(store) == sorted(
+        [TITLE, GOLD, ("b2", "m2", 0.7, "propagation"), ("e:acme", "m2", 0.6, "propagation")]
+    )
+
+
+def test_write_alignments_refuses_bad_rows_before_deleting(loaded: GraphStore) -> None:
+    store = _with_gold(loaded)
+    store.write_alignments(_ali([("b1", "m1", "item", "item", 0.8)]))
+    before = _same_as(store)
+    ok = ("b2", "m2", "item", "item", 0.7)
+    with pytest.raises(StoreError, match="ghost"):
+        store.write_alignments(_ali([ok, ("ghost", "m1", "item", "item", 0.5)]))
+    with pytest.raises(StoreError, match="e:nolan"):  # an entity id under the Item label
+        store.write_alignments(_ali([ok, ("b1", "e:nolan", "item", "item", 0.5)]))
+    with pytest.raises(SchemaError, match="cannot connect"):
+        store.write_alignments(_ali([("u1", "b1", "user", "item", 0.5)]))
+    with pytest.raises(SchemaError, match="not a node kind"):
+        store.write_alignments(_ali([("b1", "m1", "gadget", "item", 0.5)]))
+    for protected in ("gold", "seed"):
+        with pytest.raises(SchemaError, match="dataset's own alignment"):
+            store.write_alignments(_ali([ok], protected))
+        with pytest.raises(SchemaError, match="dataset's own alignment"):
+            store.write_alignments(_ali([]), ["propagation", protected])
+    with pytest.raises(SchemaError, match="not among the methods replaced"):
+        store.write_alignments(_ali([ok], "gcn"), "propagation")
+    with pytest.raises(SchemaError, match="finite"):
+        store.write_alignments(_ali([("b2", "m2", "item", "item", math.nan)]))
+    with pytest.raises(SchemaError, match="twice"):
+        store.write_alignments(_ali([ok, ok]))
+    with pytest.raises(SchemaError, match="lack columns"):
+        store.write_alignments(_ali([ok]).drop(columns="score"))
+    with pytest.raises(SchemaError, match="lack columns"):
+        store.write_alignments(_ali([ok]).drop(columns="method"))  # no method column and none named
+    with pytest.raises(SchemaError, match="name the method"):
+        store.write_alignments(_ali([]))
+    with pytest.raises(SchemaError, match="scenes"):
+        store.write_alignments(_ali([ok]), scenes=("books",))  # type: ignore[arg-type]
+    assert _same_as(store) == before  # nothing was deleted
