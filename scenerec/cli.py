@@ -312,6 +312,47 @@ def cmd_similar(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_align(args: argparse.Namespace) -> int:
+    from scenerec.engine import Engine
+
+    with Engine.open(args.store, read_only=args.no_write) as engine:
+        try:
+            result = engine.align(
+                args.left,
+                args.right,
+                seed_fraction=args.seed_fraction,
+                seed=args.seed,
+                threshold=args.threshold,
+                method=args.method,
+                write=not args.no_write,
+            )
+        except ValueError as exc:
+            raise ScenerecError(str(exc)) from None
+    s = result.summary
+    if args.format == "json":
+        print(json.dumps(s))
+        return 0
+    print(
+        f"aligned {s['left']} -> {s['right']} ({s['method']}, threshold {s['threshold']}): "
+        f"{s['left_nodes']:,} x {s['right_nodes']:,} nodes, {s['edges']:,} RELATED edges, {s['seconds']:.1f} s"
+    )
+    print(f"gold:     {s['seeds']:,} seeds (seed {s['seed']}), {s['held_out']:,} held out")
+    if "hits@1" in s:
+        print("held out: " + ", ".join(f"{k} {s[k]:.4f}" for k in ("hits@1", "hits@10", "mrr", "precision", "recall")))
+    else:
+        print("held out: no gold SAME_AS pairs between the scenes, nothing to measure")
+    where = "none written: --no-write" if args.no_write else f"{s['written']:,} SAME_AS edges written"
+    print(f"pairs:    {s['pairs']:,} accepted ({where}), {s['review']:,} to review below the threshold")
+    print(f"users:    {s['shared_users']:,} with interactions in both scenes (one User node: aligned already)")
+    columns = ["left", "right", "name_left", "name_right", "score"]
+    if len(result.review):
+        print(f"\ntop of the review list ({min(args.show, len(result.review))} of {len(result.review):,}):")
+        _print_frame(result.review[columns].head(args.show).round({"score": 4}), "table")
+    else:
+        print("\nreview list: empty")
+    return 0
+
+
 def cmd_formats(args: argparse.Namespace) -> int:
     from scenerec.loaders import LOADERS, available_formats
 
@@ -539,6 +580,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scene", default=None, help="only items of this scene")
     p.add_argument("--format", default="table", choices=["table", "json"])
     p.set_defaults(func=cmd_similar)
+
+    p = sub.add_parser("align", help="align the entities and items of two scenes (SAME_AS), measured on gold pairs")
+    p.add_argument("--store", required=True)
+    p.add_argument("--left", required=True, help="scene whose nodes are matched")
+    p.add_argument("--right", required=True, help="scene they are matched to")
+    p.add_argument(
+        "--seed-fraction", type=float, default=0.3, help="share of the gold pairs given as seeds (default 0.3)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the gold split and of the GCN (default 0)")
+    p.add_argument("--threshold", type=float, default=0.5, help="accept pairs at or above this (default 0.5)")
+    p.add_argument(
+        "--method",
+        default="gcn",
+        choices=["gcn", "propagation"],
+        help="gcn: a GCN layer trained on the seeds (default); propagation: training-free",
+    )
+    p.add_argument("--no-write", action="store_true", help="report only; write no SAME_AS edges")
+    p.add_argument("--show", type=int, default=10, help="review pairs to print (table format)")
+    p.add_argument("--format", default="table", choices=["table", "json"])
+    p.set_defaults(func=cmd_align)
 
     p = sub.add_parser("formats", help="list the dataset formats")
     p.set_defaults(func=cmd_formats)

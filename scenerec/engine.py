@@ -116,6 +116,27 @@ class SceneClassification:
     written: int
 
 
+@dataclass
+class SceneAlignment:
+    """Result of :meth:`Engine.align`: ``summary`` (JSON-serialisable: counts, metrics on the held-out gold pairs,
+    seconds), and in node ids ``pairs`` (accepted pairs, the seeds first with method ``seed``), ``review`` (mutual
+    nearest pairs below the threshold, best first), ``seeds`` and ``held_out`` (the gold pairs given to the aligner
+    and those it was measured on). Pair frames have ``left``, ``right``, ``kind_left``, ``kind_right``,
+    ``name_left``, ``name_right``, ``score``, ``csls``, ``method``. ``result["hits@1"]`` reads the summary."""
+
+    summary: dict[str, Any]
+    pairs: pd.DataFrame
+    review: pd.DataFrame
+    seeds: pd.DataFrame
+    held_out: pd.DataFrame
+
+    def __getitem__(self, key: str) -> Any:
+        return self.summary[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.summary
+
+
 class Engine:
     """A built store opened for use: queries, semantic search, recommenders (fit, recommend, evaluate).
 
@@ -654,6 +675,179 @@ class Engine:
             "property": MODEL_EMBEDDING,
             "seconds": time.perf_counter() - t0,
         }
+
+    # ---------------------------------------------------------------- entity alignment
+    def align(
+        self,
+        left: str,
+        right: str,
+        *,
+        seed_fraction: float = 0.3,
+        seed: int = 0,
+        threshold: float = 0.5,
+        method: str = "gcn",
+        write: bool = True,
+    ) -> SceneAlignment:
+        """Align the nodes of scene ``left`` with those of scene ``right`` (:func:`scenerec.transfer.align.align`).
+
+        The nodes of a scene are its Entity nodes (``scene`` property) and its Item nodes; their features are the
+        stored text embeddings (zero for nodes without text); the structure is every ``RELATED`` edge (never
+        ``SAME_AS``). The stored ``SAME_AS`` pairs of method ``gold`` between the two scenes are split at random
+        (``numpy.random.default_rng(seed)``): ``seed_fraction`` of them are the aligner's seeds, the rest are held
+        out and measured (``hits@1``, ``hits@10``, ``mrr``, ``precision``, ``recall``; absent without gold). With
+        ``write`` (a writable store: ``Engine.open(path, read_only=False)``) the accepted non-seed pairs replace the
+        earlier ``SAME_AS`` relationships of ``method`` between the two scenes; gold ones are never touched.
+
+        Raises :class:`UnknownIdError` for an unknown scene, :class:`ConfigError` for a scene without nodes or a
+        store without text embeddings (or read-only with ``write``), ``ValueError`` for bad arguments.
+        """
+        import time
+
+        from scenerec.transfer.align import METHODS, AlignConfig
+        from scenerec.transfer.align import align as run_align
+
+        t0 = time.perf_counter()
+        for scene in (left, right):
+            self._check_scene(scene)
+        if left == right:
+            raise ValueError(f"left and right must be two different scenes, not {left!r} twice")
+        if not isinstance(seed_fraction, (int, float)) or not 0.0 <= seed_fraction < 1.0:
+            raise ValueError(f"seed_fraction must be in [0, 1), not {seed_fraction!r}")
+        if method not in METHODS:
+            raise ValueError(f"unknown alignment method {method!r}; choose one of: {', '.join(METHODS)}")
+        if not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1], not {threshold!r}")
+        if write and getattr(self.store, "read_only", False):
+            raise ConfigError(
+                f"{self.path}: the store is open read-only; open it with Engine.open(path, read_only=False) to write "
+                "the alignment, or pass write=False"
+            )
+        kinds = ("item", "entity")
+        sizes = {kind: self.idmap.size(kind) for kind in kinds}
+        offset = {"item": 0, "entity": sizes["item"]}
+        n = sizes["item"] + sizes["entity"]
+        dims = {kind: self.features[kind].shape[1] for kind in kinds if kind in self.features}
+        if not dims:
+            raise ConfigError(f"{self.path}: the store has no text embeddings to align with; rebuild it with them")
+        if len(set(dims.values())) > 1:
+            raise ConfigError(f"{self.path}: item and entity embeddings differ in size ({dims}); rebuild the store")
+        x = np.zeros((n, next(iter(dims.values()))), dtype=np.float32)
+        for kind in dims:
+            x[offset[kind] : offset[kind] + sizes[kind]] = self.features[kind]
+
+        # node index -> kind, id, name and scene (items first, then entities)
+        index = self._edge_index()
+        ents = self.store.query("MATCH (e:Entity) RETURN e.id AS id, e.name AS name, e.scene AS scene")
+        ents = ents.fillna({"name": "", "scene": ""})
+        ent_index = self.idmap.indices("entity", ents["id"].astype(str)) if len(ents) else np.zeros(0, np.int64)
+        items = self.items()
+        node_kind = np.array(["item"] * sizes["item"] + ["entity"] * sizes["entity"], dtype=object)
+        node_id = np.asarray(self.idmap.ids("item") + self.idmap.ids("entity"), dtype=object)
+        node_name = np.full(n, "", dtype=object)
+        node_scene = np.full(n, "", dtype=object)
+        node_name[: sizes["item"]] = items["title"].astype(str).to_numpy(dtype=object)
+        node_scene[: sizes["item"]] = items["scene"].astype(str).to_numpy(dtype=object)
+        node_name[offset["entity"] + ent_index] = ents["name"].astype(str).to_numpy(dtype=object)
+        node_scene[offset["entity"] + ent_index] = ents["scene"].astype(str).to_numpy(dtype=object)
+        left_nodes = np.flatnonzero(node_scene == left)
+        right_nodes = np.flatnonzero(node_scene == right)
+        for scene, nodes in ((left, left_nodes), (right, right_nodes)):
+            if len(nodes) == 0:
+                raise ConfigError(f"scene {scene!r} has no items or entities to align")
+
+        structure, gold_parts = [], []
+        for (a, rel, b), df in index.edges.items():
+            if a not in offset or b not in offset or df.empty:
+                continue
+            pair = np.stack([df["src"].to_numpy(np.int64) + offset[a], df["dst"].to_numpy(np.int64) + offset[b]])
+            if rel == "RELATED":
+                structure.append(pair)
+            elif rel == "SAME_AS" and "method" in df:
+                gold_parts.append(pair[:, (df["method"].astype("string").fillna("") == "gold").to_numpy()])
+        edges = np.concatenate(structure, axis=1) if structure else np.zeros((2, 0), dtype=np.int64)
+        is_left, is_right = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+        is_left[left_nodes], is_right[right_nodes] = True, True
+        gold = np.concatenate(gold_parts, axis=1).T if gold_parts else np.zeros((0, 2), dtype=np.int64)
+        forward = is_left[gold[:, 0]] & is_right[gold[:, 1]]
+        backward = is_right[gold[:, 0]] & is_left[gold[:, 1]]
+        gold = np.concatenate([gold[forward], gold[backward][:, ::-1]])
+        gold = np.unique(gold, axis=0) if len(gold) else gold.reshape(0, 2)
+        order = np.random.default_rng(seed).permutation(len(gold))
+        n_seeds = int(np.floor(seed_fraction * len(gold)))
+        seeds, held = gold[np.sort(order[:n_seeds])], gold[np.sort(order[n_seeds:])]
+
+        config = AlignConfig(threshold=float(threshold), method=method, seed=int(seed))
+        result = run_align(
+            x, edges, left_nodes, right_nodes, seeds=seeds, config=config, gold=held if len(held) else None
+        )
+
+        def frame(pairs: pd.DataFrame) -> pd.DataFrame:
+            lp, rp = pairs["left"].to_numpy(np.int64), pairs["right"].to_numpy(np.int64)
+            return pd.DataFrame(
+                {
+                    "left": node_id[lp],
+                    "right": node_id[rp],
+                    "kind_left": node_kind[lp],
+                    "kind_right": node_kind[rp],
+                    "name_left": node_name[lp],
+                    "name_right": node_name[rp],
+                    "score": pairs["score"].to_numpy(np.float64) if "score" in pairs else 1.0,
+                    "csls": pairs["csls"].to_numpy(np.float64) if "csls" in pairs else np.nan,
+                    "method": pairs["method"].to_numpy(dtype=object) if "method" in pairs else "gold",
+                }
+            )
+
+        pairs, review = frame(result.pairs), frame(result.review)
+        accepted = pairs[pairs["method"] != "seed"].reset_index(drop=True)
+        used = str(result.info["method"])  # "gcn" without seeds falls back to "propagation"
+        written = 0
+        if write:
+            written = self.store.write_alignments(
+                accepted[["left", "right", "kind_left", "kind_right", "score", "method"]],
+                used,
+                scenes=(left, right),
+            )
+        # users are shared by construction (one User node): those with interactions in both scenes
+        shared_users = 0
+        inter = index.edges.get(("user", "INTERACTED", "item"))
+        if inter is not None and len(inter):
+            scene_of = index.item_scene[inter["dst"].to_numpy(np.int64)]
+            users = inter["src"].to_numpy(np.int64)
+            in_left = users[scene_of == self.idmap.index("scene", left)]
+            in_right = users[scene_of == self.idmap.index("scene", right)]
+            shared_users = len(np.intersect1d(in_left, in_right))
+        summary: dict[str, Any] = {
+            "left": left,
+            "right": right,
+            "method": used,
+            "threshold": float(threshold),
+            "seed": int(seed),
+            "left_nodes": len(left_nodes),
+            "right_nodes": len(right_nodes),
+            "edges": int(edges.shape[1]),
+            "seeds": len(seeds),
+            "held_out": len(held),
+        }
+        for key in ("hits@1", "hits@10", "mrr", "precision", "recall"):
+            if key in result.metrics:
+                summary[key] = float(result.metrics[key])
+        summary.update(
+            {
+                "pairs": len(accepted),
+                "review": len(review),
+                "written": int(written),
+                "shared_users": shared_users,
+                "seconds": time.perf_counter() - t0,
+            }
+        )
+        empty = pd.DataFrame({"left": [], "right": []}, dtype=np.int64)
+        return SceneAlignment(
+            summary=summary,
+            pairs=pairs,
+            review=review,
+            seeds=frame(pd.DataFrame({"left": seeds[:, 0], "right": seeds[:, 1]}) if len(seeds) else empty),
+            held_out=frame(pd.DataFrame({"left": held[:, 0], "right": held[:, 1]}) if len(held) else empty),
+        )
 
 
 def _top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
