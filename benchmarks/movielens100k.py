@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
 from scenerec.gnn import GraphInputs, ItemItem, SceneGNN, build_hetero, tune_item_item
@@ -55,23 +54,6 @@ PEERS: dict[str, tuple[str, float, float, float, float, str]] = {
     "lgcn3": ("PyG LightGCN 3L", 0.2614, 0.2996, 0.3810, 0.3188, "503"),
     "als": ("implicit ALS tuned", 0.2833, 0.3259, 0.4077, 0.3467, "0.15"),
 }
-
-
-def load_split(folder: Path) -> tuple[IdMap, dict[str, CSR]]:
-    """RecBole's ML-100K split -> (idmap, {"train", "valid", "test": CSR}); users and items in numeric id order."""
-    frames = {s: pd.read_csv(folder / f"{s}.tsv", sep="\t", dtype=str) for s in ("train", "valid", "test")}
-    all_rows = pd.concat(frames.values())
-    idmap = IdMap(
-        {
-            "user": sorted(set(all_rows["user_id"]), key=int),
-            "item": sorted(set(all_rows["item_id"]), key=int),
-        }
-    )
-    shape = (idmap.size("user"), idmap.size("item"))
-    return idmap, {
-        s: CSR.from_pairs(idmap.indices("user", f["user_id"]), idmap.indices("item", f["item_id"]), shape)
-        for s, f in frames.items()
-    }
 
 
 def load_graph(store: Path, shared: Path) -> tuple[IdMap, dict[str, CSR], GraphInputs]:
@@ -201,11 +183,10 @@ def main() -> None:
                 if main and fused.scenes and model.item_item_channel is not None:  # the channel on its own
                     channel = model.item_item_channel
 
-                    def alone(users: torch.Tensor, channel: ItemItem = channel) -> torch.Tensor:
-                        x = torch.zeros(len(users), train.shape[1])
-                        local, cols = train.select(users.numpy())
-                        x[torch.from_numpy(local), torch.from_numpy(cols)] = 1.0
-                        return channel.scores(x)
+                    def alone(
+                        users: torch.Tensor, channel: ItemItem = channel, model: SceneGNN = model
+                    ) -> torch.Tensor:
+                        return channel.scores(model.train_rows(users))
 
                     ii = evaluate_scores(alone, train, test, exclude=valid)
                     print(

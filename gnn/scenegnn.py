@@ -209,7 +209,7 @@ class ItemItem(torch.nn.Module):
                 src = part.reshape(-1)
                 dst = np.tile(np.arange(len(items)), k)
             else:
-                src, dst = np.nonzero(np.ones_like(b, dtype=bool))
+                src, dst = (a.reshape(-1) for a in np.indices(b.shape))
             w = b[src, dst]
             nz = w != 0
             rows.append(items[src[nz]])
@@ -417,8 +417,9 @@ class SceneGNN(Recommender):
                 x[j, items.to(device).long()] = 1.0
         return x
 
-    def _train_rows_of(self, users: Tensor, device: torch.device) -> Tensor:
-        """Dense 0/1 training rows (b, I) of ``users`` (b,)."""
+    def train_rows(self, users: Tensor, device: torch.device | None = None) -> Tensor:
+        """Dense 0/1 rows (b, I) of the training items of ``users`` (b,): the item-item channel's input."""
+        device = device or users.device
         local, cols = self._train.select(users.cpu().numpy())
         x = torch.zeros(users.numel(), self.num_items, device=device)
         x[torch.from_numpy(local).to(device), torch.from_numpy(cols).to(device)] = 1.0
@@ -439,7 +440,7 @@ class SceneGNN(Recommender):
         base = user_emb[users] @ item_emb.t()
         if self.item_item_channel is None or not bool((self.fusion != 0).any()):
             return base
-        return base + self.item_item_scores(self._train_rows_of(users, base.device))
+        return base + self.item_item_scores(self.train_rows(users, base.device))
 
     def score_histories(self, histories: Sequence[Tensor], user_emb: Tensor, item_emb: Tensor) -> Tensor:
         """New users: the unit mean of their history's unit item vectors as the user vector, plus the item-item term."""

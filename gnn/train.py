@@ -452,7 +452,6 @@ def tune_item_item(
     scene = np.zeros(n_items, dtype=np.int64) if item_scene is None else np.asarray(item_scene, dtype=np.int64)
     groups = [int(g) for g in np.unique(scene)]
     candidates = {g: np.flatnonzero(scene == g) for g in groups}
-    users = valid.rows()
     monitor = f"ndcg@{k}"
 
     def scene_ndcg(score_fn: Callable[[torch.Tensor], torch.Tensor], g: int) -> float:
@@ -461,13 +460,6 @@ def tune_item_item(
             return 0.0
         return evaluate_scores(score_fn, train, valid, ks=(k,), candidate_items=candidates[g])[monitor]
 
-    def history_rows(u: torch.Tensor) -> torch.Tensor:
-        x = torch.zeros(len(u), n_items)
-        local, cols = train.select(u.numpy())
-        x[torch.from_numpy(local), torch.from_numpy(cols)] = 1.0
-        return x
-
-    del users
     best_reg: dict[int, tuple[float, float]] = {}
     model.eval()
     with torch.no_grad():
@@ -476,7 +468,7 @@ def tune_item_item(
             for g in groups:
                 if g in channel.skipped_scenes:
                     continue
-                value = scene_ndcg(lambda u: channel.scores(history_rows(u.cpu())), g)
+                value = scene_ndcg(lambda u: channel.scores(model.train_rows(u.cpu())), g)
                 if g not in best_reg or value > best_reg[g][1]:
                     best_reg[g] = (reg, value)
         report.skipped = sorted(set(groups) - set(best_reg))

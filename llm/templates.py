@@ -83,25 +83,22 @@ class TextTemplates:
             )
         return out
 
-    def entities(self, ds: Dataset) -> list[str]:
-        rows = ds.entities[["id", "type", "name"]].to_dict("records")
+    def _named(self, template: str, frame: pd.DataFrame, detail: str) -> list[str]:
+        """Texts of nodes with a ``name`` and one ``detail`` column: the id stands in for a missing name, and a
+        node with neither name nor detail gets no text (``""``)."""
         out = []
-        for r in rows:
-            eid, name, etype = str(r["id"]), _text(r["name"]), _text(r["type"])
+        for r in frame[["id", "name", detail]].to_dict("records"):
+            node_id, name, extra = str(r["id"]), _text(r["name"]), _text(r[detail])
             out.append(
-                self._fill(self.entity, {"name": name or eid, "type": etype, "id": eid}) if name or etype else ""
+                self._fill(template, {"name": name or node_id, detail: extra, "id": node_id}) if name or extra else ""
             )
         return out
 
+    def entities(self, ds: Dataset) -> list[str]:
+        return self._named(self.entity, ds.entities, "type")
+
     def scenes(self, ds: Dataset) -> list[str]:
-        rows = ds.scenes[["id", "name", "description"]].to_dict("records")
-        out = []
-        for r in rows:
-            sid, name, desc = str(r["id"]), _text(r["name"]), _text(r["description"])
-            out.append(
-                self._fill(self.scene, {"name": name or sid, "description": desc, "id": sid}) if name or desc else ""
-            )
-        return out
+        return self._named(self.scene, ds.scenes, "description")
 
     def for_label(self, label: str, ds: Dataset) -> list[str]:
         """Texts of every node of ``label`` (``Item``, ``Entity``, ``Scene``), in the dataset's row order."""

@@ -188,15 +188,16 @@ class _Similarity:
     r_right: Tensor
     block: int
 
-    def rows(self, start: int, stop: int) -> Tensor:
-        s = self.hl[start:stop] @ self.hr.t()
-        return 2 * s - self.r_left[start:stop, None] - self.r_right[None, :]
+    def scores(self, rows: slice | Tensor) -> Tensor:
+        """CSLS scores (b, n_right) of the left positions ``rows`` (a slice or an index tensor)."""
+        s = self.hl[rows] @ self.hr.t()
+        return 2 * s - self.r_left[rows, None] - self.r_right[None, :]
 
     def best(self, k: int) -> tuple[Tensor, Tensor]:
         """Top-``k`` CSLS scores and right positions of every left row."""
         vals, idx = [], []
         for i in range(0, len(self.hl), self.block):
-            v, j = self.rows(i, i + self.block).topk(min(k, self.hr.shape[0]), dim=1)
+            v, j = self.scores(slice(i, i + self.block)).topk(min(k, self.hr.shape[0]), dim=1)
             vals.append(v)
             idx.append(j)
         return torch.cat(vals), torch.cat(idx)
@@ -206,7 +207,7 @@ class _Similarity:
         best_v = torch.full((self.hr.shape[0],), -np.inf)
         best_i = torch.zeros(self.hr.shape[0], dtype=torch.long)
         for i in range(0, len(self.hl), self.block):
-            v, j = self.rows(i, i + self.block).max(dim=0)
+            v, j = self.scores(slice(i, i + self.block)).max(dim=0)
             better = v > best_v
             best_v = torch.where(better, v, best_v)
             best_i = torch.where(better, j + i, best_i)
@@ -216,10 +217,8 @@ class _Similarity:
         """1-based rank of ``right_pos[j]`` among all right nodes for left node ``left_pos[j]`` (ties pessimistic)."""
         out = []
         for i in range(0, len(left_pos), self.block):
-            lp, rp = left_pos[i : i + self.block], right_pos[i : i + self.block]
-            s = self.hl[lp] @ self.hr.t()
-            s = 2 * s - self.r_left[lp, None] - self.r_right[None, :]
-            gold = s.gather(1, rp[:, None])
+            s = self.scores(left_pos[i : i + self.block])
+            gold = s.gather(1, right_pos[i : i + self.block, None])
             out.append((s > gold).sum(1) + (s == gold).sum(1))
         return torch.cat(out)
 
@@ -289,15 +288,16 @@ def align(
         cfg = replace(cfg, method="propagation")
     h = _train_gcn(p, adj, seeds, right, cfg) if cfg.method == "gcn" else p
     rounds = cfg.bootstrap if cfg.method == "gcn" else 0
-    result = _match(h, left, right, seeds, cfg)
+    sim = _similarity(h, left, right, cfg)
+    result = _match(sim, left, right, seeds, cfg)
     for r in range(rounds):
         extra = result.pairs[["left", "right"]].to_numpy(dtype=np.int64)
         grown = np.unique(np.concatenate([seeds, extra]), axis=0)
         log.info("align bootstrap round %d: %d seeds", r + 1, len(grown))
-        h = _train_gcn(p, adj, grown, right, cfg)
-        result = _match(h, left, right, seeds, cfg)
+        sim = _similarity(_train_gcn(p, adj, grown, right, cfg), left, right, cfg)
+        result = _match(sim, left, right, seeds, cfg)
     if gold is not None and len(gold):
-        result.metrics = _metrics(h, left, right, np.asarray(gold, dtype=np.int64).reshape(-1, 2), result, cfg)
+        result.metrics = _metrics(sim, left, right, np.asarray(gold, dtype=np.int64).reshape(-1, 2), result)
     result.info.update(
         {"left": len(left), "right": len(right), "seeds": len(seeds), "method": cfg.method, "hops": cfg.hops}
     )
@@ -312,8 +312,9 @@ def _similarity(h: Tensor, left: np.ndarray, right: np.ndarray, cfg: AlignConfig
     )
 
 
-def _match(h: Tensor, left: np.ndarray, right: np.ndarray, seeds: np.ndarray, cfg: AlignConfig) -> AlignmentResult:
-    sim = _similarity(h, left, right, cfg)
+def _match(
+    sim: _Similarity, left: np.ndarray, right: np.ndarray, seeds: np.ndarray, cfg: AlignConfig
+) -> AlignmentResult:
     top_v, top_i = sim.best(2)
     back = sim.best_left()
     best = top_i[:, 0]
@@ -357,9 +358,8 @@ def _match(h: Tensor, left: np.ndarray, right: np.ndarray, seeds: np.ndarray, cf
 
 
 def _metrics(
-    h: Tensor, left: np.ndarray, right: np.ndarray, gold: np.ndarray, result: AlignmentResult, cfg: AlignConfig
+    sim: _Similarity, left: np.ndarray, right: np.ndarray, gold: np.ndarray, result: AlignmentResult
 ) -> dict[str, float]:
-    sim = _similarity(h, left, right, cfg)
     left_index = np.full(int(max(left.max(), gold[:, 0].max())) + 1, -1, dtype=np.int64)
     left_index[left] = np.arange(len(left))
     lp = left_index[gold[:, 0]]
