@@ -23,6 +23,8 @@ def normalized_adjacency(
     num_users: int,
     num_items: int,
     edge_weight: torch.Tensor | None = None,
+    item_edges: torch.Tensor | None = None,
+    item_edge_weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The symmetric normalised adjacency ``D^-1/2 A D^-1/2`` of the undirected user–item graph, as sparse CSR.
 
@@ -31,6 +33,9 @@ def normalized_adjacency(
         num_users: number of users U.
         num_items: number of items I.
         edge_weight: optional non-negative weights (E,); 1 when omitted. Its dtype is the result's (else float32).
+        item_edges: optional LongTensor (2, L) of undirected item-item links (item indices from 0), e.g. the
+            ``SAME_AS`` pairs that connect two scenes; self-links are dropped.
+        item_edge_weight: optional non-negative weights (L,) of ``item_edges``; 1 when omitted.
 
     Returns:
         A ``torch.sparse_csr`` tensor of shape (N, N), N = U + I, items offset by U. Both directions of every edge are
@@ -59,8 +64,25 @@ def normalized_adjacency(
             raise ValueError("edge_weight must be non-negative")
         weight = edge_weight if edge_weight.is_floating_point() else edge_weight.float()
     n = num_users + num_items
-    users, items = edge_index[0], edge_index[1] + num_users
-    index = torch.stack([torch.cat([users, items]), torch.cat([items, users])])
+    src, dst = edge_index[0], edge_index[1] + num_users
+    if item_edges is not None and item_edges.numel():
+        if item_edges.dim() != 2 or item_edges.size(0) != 2:
+            raise ValueError(f"item_edges must have shape (2, L), got {tuple(item_edges.shape)}")
+        links = item_edges.long().to(edge_index.device)
+        if int(links.min()) < 0 or int(links.max()) >= num_items:
+            raise ValueError(f"an item link is outside the {num_items} items")
+        link_weight = (
+            torch.ones(links.size(1), dtype=weight.dtype, device=weight.device)
+            if item_edge_weight is None
+            else item_edge_weight.to(weight.dtype)
+        )
+        if link_weight.shape != (links.size(1),) or bool((link_weight < 0).any()):
+            raise ValueError("item_edge_weight must be non-negative with one weight per item link")
+        proper = links[0] != links[1]
+        src = torch.cat([src, links[0, proper] + num_users])
+        dst = torch.cat([dst, links[1, proper] + num_users])
+        weight = torch.cat([weight, link_weight[proper]])
+    index = torch.stack([torch.cat([src, dst]), torch.cat([dst, src])])
     coo = torch.sparse_coo_tensor(
         index, torch.cat([weight, weight]), (n, n), check_invariants=True
     ).coalesce()  # sums duplicates

@@ -78,7 +78,9 @@ class GraphInputs:
 
     ``train``: the training interactions (users x items); ``item_scene``: (I,) scene index per item (-1: none);
     ``num_scenes``; ``item_text``: (I, t) LLM embeddings (zero rows where an item has none) or None;
-    ``entity_text``: (n_entities, t) or None; ``kg``: item-entity facts or None.
+    ``entity_text``: (n_entities, t) or None; ``kg``: item-entity facts or None; ``item_links``: undirected
+    item-item links ``(edges (2, L), weights (L,))`` that propagation follows besides the user-item pairs (the
+    ``SAME_AS`` alignments between scenes, :mod:`scenerec.transfer`), or None.
     """
 
     train: CSR
@@ -87,6 +89,7 @@ class GraphInputs:
     item_text: Tensor | None = None
     entity_text: Tensor | None = None
     kg: KGEdges | None = None
+    item_links: tuple[Tensor, Tensor] | None = None
 
     @property
     def num_users(self) -> int:
@@ -97,9 +100,12 @@ class GraphInputs:
         return self.train.shape[1]
 
     def adjacency(self) -> Tensor:
-        """The normalised symmetric user-item adjacency of the training pairs (CSR)."""
+        """The normalised symmetric adjacency of the training pairs and the item links (CSR)."""
         edge_index = torch.from_numpy(np.stack([self.train.rows(), self.train.indices]).astype(np.int64))
-        return normalized_adjacency(edge_index, self.num_users, self.num_items)
+        links, weights = self.item_links if self.item_links is not None else (None, None)
+        return normalized_adjacency(
+            edge_index, self.num_users, self.num_items, item_edges=links, item_edge_weight=weights
+        )
 
     @classmethod
     def from_hetero(cls, data: Any, train: CSR) -> GraphInputs:

@@ -201,13 +201,19 @@ def _device(model: torch.nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def _evaluate(model: Recommender, train: CSR, valid: CSR, ks: tuple[int, ...]) -> dict[str, float]:
+def _evaluate(
+    model: Recommender, train: CSR, valid: CSR, ks: tuple[int, ...], candidate_items: np.ndarray | None = None
+) -> dict[str, float]:
     was_training = model.training
     model.eval()
     with torch.no_grad():
         user_emb, item_emb = model()
         metrics = evaluate_scores(
-            lambda users: model.score(users.to(user_emb.device), user_emb, item_emb), train, valid, ks=ks
+            lambda users: model.score(users.to(user_emb.device), user_emb, item_emb),
+            train,
+            valid,
+            ks=ks,
+            candidate_items=candidate_items,
         )
     model.train(was_training)
     return metrics
@@ -291,33 +297,44 @@ class _SoftmaxEpoch(_Epoch):
         keys = np.unique(rows * (len(self.groups) + 1) + np.searchsorted(self.groups, scene[cols]))
         self.row_user = keys // (len(self.groups) + 1)
         self.row_group = keys % (len(self.groups) + 1)
-        self.scene_t = torch.from_numpy(np.searchsorted(self.groups, scene)).to(device)
+        self.scene_t_np = np.searchsorted(self.groups, scene)  # group of each item
+        # each item's position within its group, and each group's items
+        self.position = np.zeros(n_items, dtype=np.int64)
+        self.group_items: dict[int, torch.Tensor] = {}
+        for g in range(len(self.groups)):
+            members = np.flatnonzero(self.scene_t_np == g)
+            self.position[members] = np.arange(len(members))
+            self.group_items[g] = torch.from_numpy(members).to(device)
 
     def __call__(self, generator: torch.Generator) -> float:
         cfg, model = self.config, self.model
         order = torch.randperm(len(self.row_user), generator=generator).numpy()
         total, count = 0.0, 0
-        n_items = self.train.shape[1]
         for start in range(0, len(order), cfg.batch_size):
             idx = order[start : start + cfg.batch_size]
             users, groups = self.row_user[idx], self.row_group[idx]
-            local, cols = self.train.select(users)
-            in_group = np.searchsorted(self.groups, self.scene[cols]) == groups[local]
-            local, cols = local[in_group], cols[in_group]
-            target = torch.zeros(len(idx), n_items, device=self.device)
-            target[torch.from_numpy(local).to(self.device), torch.from_numpy(cols).to(self.device)] = 1.0
-            u = torch.from_numpy(users).to(self.device)
             user_emb, item_emb = model()
-            logits = user_emb[u] @ item_emb.t()
-            if len(self.groups) > 1:
-                g = torch.from_numpy(groups).to(self.device)
-                logits = logits.masked_fill(self.scene_t.unsqueeze(0) != g.unsqueeze(1), -math.inf)
-            log_p = torch.log_softmax(logits, dim=-1)
-            n_pos = max(len(cols), 1)
-            loss = -(log_p.masked_fill(target == 0, 0.0) * target).sum() / n_pos
+            loss = user_emb.new_zeros(())
+            n_pos = 0
+            positives: list[np.ndarray] = []
+            for g in np.unique(groups):
+                # the rows of group g score only g's items: the in-scene softmax without a -inf mask
+                rows = np.flatnonzero(groups == g)
+                local, cols = self.train.select(users[rows])
+                in_group = self.scene_t_np[cols] == g
+                positives.append(cols[in_group])
+                local, cols = local[in_group], self.position[cols[in_group]]
+                cand = self.group_items[g]
+                u = torch.from_numpy(users[rows]).to(self.device)
+                log_p = torch.log_softmax(user_emb[u] @ item_emb[cand].t(), dim=-1)
+                picked = log_p[torch.from_numpy(local).to(self.device), torch.from_numpy(cols).to(self.device)]
+                loss = loss - picked.sum()
+                n_pos += len(cols)
+            loss = loss / max(n_pos, 1)
             if cfg.weight_decay:
-                pos = torch.from_numpy(cols).to(self.device)
-                loss = loss + cfg.weight_decay * model.regularized(u, pos, pos[:0])
+                u_all = torch.from_numpy(users).to(self.device)
+                pos = torch.from_numpy(np.concatenate(positives)).to(self.device)
+                loss = loss + cfg.weight_decay * model.regularized(u_all, pos, pos[:0])
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -334,12 +351,14 @@ def fit(
     *,
     item_scene: np.ndarray | None = None,
     progress: Progress | None = None,
+    candidate_items: np.ndarray | None = None,
 ) -> FitResult:
     """Train ``model`` in place with BPR and early stopping; the best validation state is restored at the end.
 
     ``train``, ``valid``: :class:`CSR` (users x items) of the training and validation positives. ``item_scene``:
     optional item -> scene index array (n_items,) for scene-constrained negatives. ``progress``: called with each
-    epoch's history record. A model without parameters (:class:`MostPopular`) is evaluated once, not trained.
+    epoch's history record. ``candidate_items``: validation ranks only these items (e.g. the target scene's), as
+    :func:`~scenerec.gnn.evaluate.evaluate_scores` does. A model without parameters (:class:`MostPopular`) is evaluated once, not trained.
     The global torch RNG state is left as it was (the run uses a forked RNG and its own generator).
     """
     t0 = time.perf_counter()
@@ -352,7 +371,7 @@ def fit(
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return _fit(model, train, valid, config, seed, t0, item_scene, progress)
+            return _fit(model, train, valid, config, seed, t0, item_scene, progress, candidate_items)
     finally:
         torch.set_num_threads(threads_before)
 
@@ -366,11 +385,12 @@ def _fit(
     t0: float,
     item_scene: np.ndarray | None,
     progress: Progress | None,
+    candidate_items: np.ndarray | None = None,
 ) -> FitResult:
     params = [p for p in model.parameters() if p.requires_grad]
     monitor = config.monitor
     if not params or config.epochs == 0:
-        best = _evaluate(model, train, valid, config.ks)
+        best = _evaluate(model, train, valid, config.ks, candidate_items)
         now = time.perf_counter() - t0
         return FitResult(0, best, seed, [], now, now)
     if config.reset_parameters:
@@ -393,7 +413,7 @@ def _fit(
         record: dict[str, Any] = {"epoch": epoch, "loss": mean_loss, f"valid_{monitor}": None}
         stop = False
         if epoch % config.eval_every == 0 or epoch == config.epochs:
-            metrics = _evaluate(model, train, valid, config.ks)
+            metrics = _evaluate(model, train, valid, config.ks, candidate_items)
             score = metrics[monitor]
             record[f"valid_{monitor}"] = score
             if score > best_score:
@@ -516,7 +536,19 @@ _HPARAMS = (
     "use_kg",
     "scene_film",
     "kg_min_items",
+    "gate",
+    "view_dropout",
 )
+
+#: SceneGNN and its subclasses that :func:`build_model` can rebuild, by class name (see :func:`register_model_class`).
+MODEL_CLASSES: dict[str, type[SceneGNN]] = {"SceneGNN": SceneGNN}
+
+
+def register_model_class(cls: type[SceneGNN]) -> type[SceneGNN]:
+    """Make a :class:`SceneGNN` subclass (built from ``GraphInputs`` and keyword hyper-parameters) loadable by
+    :func:`build_model`; modules to the right of ``gnn`` (e.g. :mod:`scenerec.transfer`) register theirs."""
+    MODEL_CLASSES[cls.__name__] = cls
+    return cls
 
 
 def hyperparameters(model: Recommender) -> dict[str, Any]:
@@ -624,14 +656,14 @@ def build_model(
         if adj is None:
             raise ValueError("LightGCN needs adj, the training graph's normalized_adjacency")
         model = LightGCN(n_users, n_items, adj, **hp)
-    elif cls == "SceneGNN":
+    elif cls in MODEL_CLASSES:
         if inputs is None:
-            raise ValueError("SceneGNN needs inputs, the GraphInputs it was trained with")
+            raise ValueError(f"{cls} needs inputs, the GraphInputs it was trained with")
         if (inputs.num_users, inputs.num_items) != (n_users, n_items):
             raise ValueError(
                 f"inputs have {inputs.num_users} users x {inputs.num_items} items, the model {n_users} x {n_items}"
             )
-        model = SceneGNN(inputs, **hp)
+        model = MODEL_CLASSES[cls](inputs, **hp)
     else:
         raise ValueError(f"unknown model class {cls!r}")
     if state_dict is not None:

@@ -241,7 +241,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
         raise ScenerecError(f"--write-k {args.write_k}: expected a positive integer")
     # The model goes to the generation folder; the graph is written only by the write-back.
     with Engine.open(args.store, read_only=args.no_write_back) as engine:
-        result = engine.fit(args.model, seed=args.seed, epochs=args.epochs)
+        result = engine.fit(
+            args.model, seed=args.seed, epochs=args.epochs, scenes=args.scenes, alignment=args.alignment
+        )
         folder = engine.model_dir
         written = None if args.no_write_back else engine.write_back(k=args.write_k)
     metrics = ", ".join(f"{k} {v:.4f}" for k, v in result.best_valid.items())
@@ -544,10 +546,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fit", help="train a recommender on the store's interactions and save it with the store")
     p.add_argument("--store", required=True)
     p.add_argument(
-        "--model", default="scenegnn", help="scenegnn (scenerec's main model, the default), lightgcn, bpr or pop"
+        "--model",
+        default="scenegnn",
+        help="scenegnn (scenerec's main model, the default), crossscene (SceneGNN + SAME_AS item links + the "
+        "per-scene transfer gate), lightgcn, bpr or pop",
     )
     p.add_argument("--seed", type=int, default=None, help="training seed (default: drawn and printed)")
     p.add_argument("--epochs", type=int, default=None, help="maximum epochs (default 300, early stopping)")
+    p.add_argument(
+        "--scenes", nargs="+", default=None, help="train on these scenes' interactions only (default: all scenes)"
+    )
+    links = p.add_mutually_exclusive_group()
+    links.add_argument(
+        "--alignment",
+        dest="alignment",
+        action="store_true",
+        default=None,
+        help="propagate over the stored SAME_AS item links (`scenerec align`; default for crossscene)",
+    )
+    links.add_argument("--no-alignment", dest="alignment", action="store_false", help="ignore the SAME_AS links")
     p.add_argument(
         "--write-k", type=int, default=10, help="RECOMMENDED edges written back per user and scene (default 10)"
     )

@@ -68,6 +68,16 @@ def _scenegnn(inputs: GraphInputs) -> Recommender:
     return SceneGNN(inputs)
 
 
+def _crossscene(inputs: GraphInputs) -> Recommender:
+    from scenerec.transfer import CrossSceneGNN
+
+    return CrossSceneGNN(inputs, gate=True, view_dropout=CROSSSCENE_VIEW_DROPOUT)
+
+
+#: :class:`~scenerec.transfer.CrossSceneGNN`'s ``view_dropout`` in :data:`MODELS` (see ``benchmarks/transfer.py``).
+CROSSSCENE_VIEW_DROPOUT = 0.0
+
+
 def _bpr_config() -> TrainConfig:
     from scenerec.gnn import TrainConfig
 
@@ -88,6 +98,8 @@ class ModelSpec:
     factory: Callable[[GraphInputs], Recommender]
     config: Callable[[], TrainConfig]
     description: str
+    alignment: bool = False
+    """Whether the model follows the stored ``SAME_AS`` item links by default (``fit(alignment=None)``)."""
 
 
 #: The recommenders :meth:`Engine.fit` can train, by name.
@@ -96,6 +108,12 @@ MODELS: dict[str, ModelSpec] = {
         _scenegnn,
         _softmax_config,
         "scenerec's main model: text-initialised, relation-aware, scene-adapted GNN + item-item channel",
+    ),
+    "crossscene": ModelSpec(
+        _crossscene,
+        _softmax_config,
+        "cross-scene transfer: SceneGNN on the joint graph + SAME_AS item links + the per-scene gate",
+        alignment=True,
     ),
     "lightgcn": ModelSpec(_lightgcn, _bpr_config, "LightGCN, 2 layers, 64-d, BPR"),
     "bpr": ModelSpec(_bprmf, _bpr_config, "BPR matrix factorisation, 64-d"),
@@ -327,11 +345,30 @@ class Engine:
             frame = random_per_user(frame, seed=2020 if seed is None else seed)
         return Interactions.from_frame(frame, self.idmap), index, assigned
 
-    def _graph_inputs(self, index: EdgeIndex, train: CSR) -> GraphInputs:
-        """The model inputs: training pairs, scenes, the stored text features and the knowledge-graph facts."""
+    def _graph_inputs(
+        self, index: EdgeIndex, train: CSR, links: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> GraphInputs:
+        """The model inputs: training pairs, scenes, the stored text features and the knowledge-graph facts, plus
+        the item-item ``links`` (edges (2, L), weights (L,)) when given."""
+        import torch
+
         from scenerec.gnn import GraphInputs, build_hetero
 
-        return GraphInputs.from_hetero(build_hetero(index, self.features), train)
+        inputs = GraphInputs.from_hetero(build_hetero(index, self.features), train)
+        if links is not None and links[0].shape[1]:
+            inputs = replace(inputs, item_links=(torch.from_numpy(links[0]), torch.from_numpy(links[1])))
+        return inputs
+
+    @staticmethod
+    def _item_links(index: EdgeIndex) -> tuple[np.ndarray, np.ndarray]:
+        """The stored ``SAME_AS`` links between items as (edges (2, L) int64, weights (L,) float32): the link's
+        score clipped to [0, 1], 1 where it has none (gold pairs)."""
+        df = index.edges.get(("item", "SAME_AS", "item"))
+        if df is None or df.empty:
+            return np.zeros((2, 0), dtype=np.int64), np.zeros(0, dtype=np.float32)
+        score = pd.to_numeric(df["score"], errors="coerce") if "score" in df else pd.Series(1.0, index=df.index)
+        weight = score.fillna(1.0).clip(0.0, 1.0).to_numpy(np.float32)
+        return np.stack([df["src"].to_numpy(np.int64), df["dst"].to_numpy(np.int64)]), weight
 
     def _set_model(self, name: str, model: Recommender, splits: dict[str, CSR], item_scene: np.ndarray) -> None:
         import torch
@@ -350,8 +387,16 @@ class Engine:
         seed: int | None = None,
         epochs: int | None = None,
         progress: Callable[[dict[str, Any]], None] | None = None,
+        scenes: Sequence[str] | None = None,
+        alignment: bool | None = None,
     ) -> FitResult:
         """Train the recommender ``model`` (a name of :data:`MODELS`) on the store's interactions and save it.
+
+        Transfer between scenes (the ablations of ``benchmarks/transfer.py``): ``scenes`` trains on the
+        interactions of those scenes only (training and validation pairs; ``["office"]``: the target scene only);
+        ``alignment`` makes propagation follow the stored ``SAME_AS`` item links (``scenerec align``; default: the
+        model's :attr:`ModelSpec.alignment`, on for ``crossscene``; True with no stored link is an error);
+        ``crossscene`` adds the per-scene gate to SceneGNN (:class:`scenerec.transfer.CrossSceneGNN`).
 
         The splits stored on the interactions are used (``random_per_user`` over all of them when any has none);
         negatives come from the positive item's scene; early stopping watches validation NDCG. ``config``: the
@@ -374,7 +419,13 @@ class Engine:
             cfg = replace(cfg, epochs=epochs)
         splits, index, assigned = self._interaction_splits(cfg.seed)
         item_scene = index.item_scene
-        inputs = self._graph_inputs(index, splits["train"])
+        if scenes is not None:
+            splits = self._restrict_to_scenes(splits, item_scene, scenes)
+        use_links = spec.alignment if alignment is None else bool(alignment)
+        links = self._item_links(index) if use_links else None
+        if alignment and links is not None and links[0].shape[1] == 0:
+            raise ConfigError(f"{self.path}: no SAME_AS links between items; run `scenerec align` first")
+        inputs = self._graph_inputs(index, splits["train"], links)
         recommender = spec.factory(inputs)
         result = fit(recommender, splits["train"], splits["valid"], cfg, item_scene=item_scene, progress=progress)
         report = tune_item_item(recommender, splits["train"], splits["valid"], item_scene)
@@ -385,11 +436,15 @@ class Engine:
             "generation": target.parent.name,
             "splits": "random_per_user" if assigned else "stored",
             "item_item": {str(k): v for k, v in report.scenes.items()},
+            "scenes": list(scenes) if scenes is not None else None,
+            "alignment": int(links[0].shape[1]) if links is not None else None,
         }
         save_artifact(tmp, model, recommender, cfg, result, self.idmap, extra=extra)
         arrays = {"item_scene": item_scene}
         for name, csr in splits.items():
             arrays[f"{name}_users"], arrays[f"{name}_items"] = csr.rows(), csr.indices
+        if links is not None:
+            arrays["links"], arrays["link_weights"] = links
         np.savez(tmp / SPLITS_FILE, **arrays)  # type: ignore[arg-type]  # numpy stubs read ** as allow_pickle
         shutil.rmtree(target, ignore_errors=True)
         os.replace(tmp, target)
@@ -400,7 +455,9 @@ class Engine:
         """The model trained by :meth:`fit` in this process, else the one saved in :attr:`model_dir`."""
         if self._model is not None:
             return self._model
+        import scenerec.transfer  # noqa: F401  (registers CrossSceneGNN with build_model)
         from scenerec.gnn import CSR, build_model, load_artifact
+        from scenerec.gnn.train import MODEL_CLASSES
 
         folder = self.model_dir
         if not (folder / SPLITS_FILE).is_file():
@@ -412,14 +469,35 @@ class Engine:
         with np.load(folder / SPLITS_FILE) as z:
             splits = {s: CSR.from_pairs(z[f"{s}_users"], z[f"{s}_items"], shape) for s in ("train", "valid", "test")}
             item_scene = z["item_scene"].astype(np.int64)
+            links = (z["links"], z["link_weights"]) if "links" in z else None
         cls = meta["hyperparameters"]["class"]
         adj = _adjacency(splits["train"]) if cls == "LightGCN" else None
-        inputs = self._graph_inputs(self._edge_index(), splits["train"]) if cls == "SceneGNN" else None
+        inputs = self._graph_inputs(self._edge_index(), splits["train"], links) if cls in MODEL_CLASSES else None
         if inputs is not None and not np.array_equal(inputs.item_scene, item_scene):
             raise ConfigError(f"{folder}: item scenes changed since the model was trained; run fit again")
         model = build_model(meta, state, adj=adj, inputs=inputs)
         self._set_model(str(meta["model"]), model, splits, item_scene)
         return model
+
+    def _restrict_to_scenes(
+        self, splits: dict[str, CSR], item_scene: np.ndarray, scenes: Sequence[str]
+    ) -> dict[str, CSR]:
+        """``splits`` with the training and validation pairs of other scenes' items dropped (test kept whole)."""
+        from scenerec.gnn import CSR
+
+        if isinstance(scenes, str) or not scenes:
+            raise ValueError("scenes must be a non-empty list of scene ids")
+        for scene in scenes:
+            self._check_scene(scene)
+        keep_items = np.isin(item_scene, [self.idmap.index("scene", s) for s in scenes])
+        out = dict(splits)
+        for name in ("train", "valid"):
+            csr = splits[name]
+            keep = keep_items[csr.indices]
+            out[name] = CSR.from_pairs(csr.rows()[keep], csr.indices[keep], csr.shape)
+        if out["train"].nnz == 0:
+            raise ConfigError(f"{self.path}: no training interactions in scenes {', '.join(scenes)}")
+        return out
 
     def _scene_items(self, scene: str) -> np.ndarray:
         """Item indices of ``scene`` (checked to exist), ascending."""
@@ -553,7 +631,14 @@ class Engine:
             model = self._load_model()
             if not isinstance(model, MostPopular):
                 assert self._embeddings is not None
-                return self._embeddings[1].detach().cpu().numpy().astype(np.float32), self._model_name
+                item_emb = self._embeddings[1]
+                shared = getattr(model, "item_representations", None)
+                if shared is not None:  # scoring vectors are per-scene blocks: compare in the one shared space
+                    import torch
+
+                    with torch.no_grad():
+                        item_emb = shared()
+                return item_emb.detach().cpu().numpy().astype(np.float32), self._model_name
         vectors = self.features.get("item")
         if vectors is None:
             raise ConfigError(

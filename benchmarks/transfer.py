@@ -1,0 +1,370 @@
+"""Cross-scene transfer on Amazon Arts–Office (URLLM's release), Office as the target scene.
+
+    .venv/bin/python benchmarks/transfer.py [--protocols warm cold] [--models pop als-target als-joint ...]
+        [--seeds 1] [--threads 2] [--store /tmp/scenerec-bench/arts_office]
+
+Protocols (held-out users are URLLM's own user-level split: users 8000-8999 are the test users, 9000-9576 the
+validation users, whose metrics drive early stopping and every tuning choice; nothing is tuned on test users):
+
+* ``warm``: the last Office interaction (by sequence position) of each held-out user is its test (validation) item;
+  everything else, Arts history included, is training data.
+* ``cold``: the 1,000 test users (and the validation users) lose ALL their Office interactions, which become the
+  test (validation) items; their Arts history stays.
+
+Ranking is over all 19,757 Office items, the user's training items excluded. Metrics: NDCG@10 and Recall@10.
+
+Models (``--models``):
+
+* ``pop``: Office popularity over the training interactions.
+* ``als-target``, ``als-joint``: implicit's ALS (Hu, Koren & Volinsky, 2008) on the Office-only or the joint
+  user x item matrix, its factors / regularisation / confidence weight chosen on the validation users
+  (``pip install implicit``; skipped with a message when it is missing).
+* ``target-only``: SceneGNN trained on the Office interactions alone.
+* ``shared-users``: SceneGNN on the joint graph (both scenes, users shared).
+* ``+alignment``: plus the item ``SAME_AS`` links that :func:`scenerec.transfer.align` finds between the two scenes.
+* ``+gate``: plus the per-scene gate (scenerec's transfer model, :class:`scenerec.transfer.CrossSceneGNN`).
+
+The graph (items, brand/category entities, all-MiniLM-L6-v2 text embeddings of all 38,396 items) is built once into
+``--store`` by scenerec's own pipeline; that takes about 10 minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from scenerec.gnn import GraphInputs, SceneGNN, build_hetero
+from scenerec.gnn.evaluate import CSR, evaluate_scores
+from scenerec.gnn.train import TrainConfig, fit
+from scenerec.ids import IdMap
+from scenerec.transfer import CrossSceneGNN
+
+TARGET = "office"
+DATASET = "amazon_art_office_urllm"
+TEST_USERS = range(8000, 9000)
+VALID_USERS = range(9000, 9577)
+KS = (10, 20)
+#: Item pairs the aligner accepts as SAME_AS (its calibrated score; without seeds, the logistic of the CSLS score).
+ALIGN_THRESHOLD = 0.5
+
+
+@dataclass
+class Graph:
+    """The stored graph as arrays: interactions (user, item, position) and the SceneGNN inputs (``train`` unset)."""
+
+    idmap: IdMap
+    users: np.ndarray
+    items: np.ndarray
+    position: np.ndarray
+    item_scene: np.ndarray
+    scene_index: dict[str, int]
+    data: Any
+    test_users: np.ndarray
+    valid_users: np.ndarray
+    links: tuple[torch.Tensor, torch.Tensor]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.idmap.size("user"), self.idmap.size("item")
+
+    def target_items(self) -> np.ndarray:
+        return np.flatnonzero(self.item_scene == self.scene_index[TARGET])
+
+
+@dataclass
+class Split:
+    train: CSR
+    valid: CSR
+    test: CSR
+
+
+def load_graph(store: Path, shared: Path) -> Graph:
+    """Build the Arts–Office graph into ``store`` once (with text embeddings), then read it back."""
+    from scenerec.config import EmbedConfig
+    from scenerec.engine import Engine
+    from scenerec.kg import load_features, load_idmap, open_store
+    from scenerec.pipeline import build
+
+    if not (store / "CURRENT").is_file():
+        t = time.perf_counter()
+        build(shared / DATASET, store, embed=EmbedConfig(model=None, threads=2))
+        print(f"built the Arts-Office graph with text embeddings into {store} in {time.perf_counter() - t:.0f} s")
+    idmap = load_idmap(store)
+    graph = open_store(store)
+    try:
+        n_links = int(graph.query("MATCH (:Item)-[r:SAME_AS]->(:Item) RETURN count(r)").iloc[0, 0])
+    finally:
+        graph.close()
+    if n_links == 0:
+        with Engine.open(store, read_only=False) as engine:
+            aligned = engine.align("arts", TARGET, seed_fraction=0.0, threshold=ALIGN_THRESHOLD)
+        print(f"aligned arts with {TARGET}: {json.dumps(aligned.summary)}")
+    graph = open_store(store)
+    try:
+        data = build_hetero(graph.edge_index(idmap), load_features(store))
+        scenes = [str(r) for r in graph.query("MATCH (s:Scene) RETURN s.id AS id")["id"]]
+        pairs = graph.query("MATCH (a:Item)-[r:SAME_AS]->(b:Item) RETURN a.id AS a, b.id AS b, r.score AS score")
+    finally:
+        graph.close()
+    links = (
+        torch.from_numpy(
+            np.stack([idmap.indices("item", pairs["a"].astype(str)), idmap.indices("item", pairs["b"].astype(str))])
+        ),
+        torch.as_tensor(pairs["score"].to_numpy(np.float32)),
+    )
+    ui = data["user", "interacted", "item"]
+    scene_index = {s: idmap.index("scene", s) for s in scenes}
+    reviewers = json.loads((shared / DATASET / "splits_llm" / "Dualuser_dict.json").read_text(encoding="utf-8"))
+    test_users = np.array([idmap.index("user", str(reviewers[i])) for i in TEST_USERS])
+    valid_users = np.array([idmap.index("user", str(reviewers[i])) for i in VALID_USERS])
+    return Graph(
+        idmap=idmap,
+        users=ui.edge_index[0].numpy(),
+        items=ui.edge_index[1].numpy(),
+        position=ui.timestamp.numpy(),
+        item_scene=data["item"].scene.numpy().astype(np.int64),
+        scene_index=scene_index,
+        data=data,
+        test_users=test_users,
+        valid_users=valid_users,
+        links=links,
+    )
+
+
+def make_split(g: Graph, protocol: str) -> Split:
+    """The ``warm`` or ``cold`` protocol (module docstring) as train / valid / test CSRs over all users and items."""
+    target = g.item_scene[g.items] == g.scene_index[TARGET]
+    role = np.zeros(g.shape[0], dtype=np.int64)  # 0 train-only, 1 valid user, 2 test user
+    role[g.valid_users] = 1
+    role[g.test_users] = 2
+    held = role[g.users] > 0
+    if protocol == "cold":
+        out = held & target
+    elif protocol == "warm":
+        # the last target interaction of each held-out user (largest position; ties: the later row)
+        cand = np.flatnonzero(held & target)
+        order = np.lexsort((cand, g.position[cand], g.users[cand]))
+        last = cand[order][np.r_[g.users[cand][order][1:] != g.users[cand][order][:-1], True]]
+        out = np.zeros(len(g.users), dtype=bool)
+        out[last] = True
+        # the same (user, item) pair earlier in the sequence is not training data either
+        key = g.users * g.shape[1] + g.items
+        out |= np.isin(key, key[last])
+    else:
+        raise ValueError(f"unknown protocol {protocol!r}")
+    r = role[g.users]
+    return Split(
+        train=CSR.from_pairs(g.users[~out], g.items[~out], g.shape),
+        valid=CSR.from_pairs(g.users[out & (r == 1)], g.items[out & (r == 1)], g.shape),
+        test=CSR.from_pairs(g.users[out & (r == 2)], g.items[out & (r == 2)], g.shape),
+    )
+
+
+def restrict(m: CSR, items: np.ndarray) -> CSR:
+    """``m`` with only the columns in ``items`` kept (same shape)."""
+    rows, cols = m.rows(), m.indices
+    keep = np.isin(cols, items)
+    return CSR.from_pairs(rows[keep], cols[keep], m.shape)
+
+
+ScoreFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def metrics_of(score: ScoreFn, split: Split, candidates: np.ndarray, which: str = "test") -> dict[str, float]:
+    return evaluate_scores(score, split.train, getattr(split, which), ks=KS, candidate_items=candidates)
+
+
+# --------------------------------------------------------------------------------------------------- baselines
+def run_pop(g: Graph, split: Split, candidates: np.ndarray, seed: int) -> dict[str, Any]:
+    counts = torch.as_tensor(np.bincount(split.train.indices, minlength=g.shape[1]), dtype=torch.float32)
+    return {"test": metrics_of(lambda u: counts.expand(len(u), -1), split, candidates), "seconds": 0.0}
+
+
+def run_als(g: Graph, split: Split, candidates: np.ndarray, seed: int, joint: bool, threads: int) -> dict[str, Any]:
+    """implicit's ALS, factors / regularization / alpha chosen by validation NDCG@10."""
+    try:
+        import scipy.sparse as sp
+        from implicit.als import AlternatingLeastSquares
+    except ImportError:
+        return {"skipped": "implicit is not installed (pip install implicit)"}
+    train = split.train if joint else restrict(split.train, candidates)
+    matrix = sp.csr_matrix((np.ones(train.nnz, dtype=np.float32), train.indices, train.indptr), shape=train.shape)
+    best: tuple[float, dict[str, Any], Any] | None = None
+    t0 = time.perf_counter()
+    for factors in (64, 128):
+        for reg in (0.01, 0.1, 1.0):
+            for alpha in (1.0, 10.0, 40.0):
+                model = AlternatingLeastSquares(
+                    factors=factors,
+                    regularization=reg,
+                    alpha=alpha,
+                    iterations=15,
+                    random_state=seed,
+                    num_threads=threads,
+                    calculate_training_loss=False,
+                )
+                model.fit(matrix, show_progress=False)
+                uf = torch.from_numpy(np.asarray(model.user_factors))
+                itf = torch.from_numpy(np.asarray(model.item_factors))
+
+                def score(u: torch.Tensor, uf: torch.Tensor = uf, itf: torch.Tensor = itf) -> torch.Tensor:
+                    return uf[u] @ itf.t()
+
+                valid = metrics_of(score, split, candidates, "valid")["ndcg@10"]
+                params = {"factors": factors, "regularization": reg, "alpha": alpha}
+                if best is None or valid > best[0]:
+                    best = (valid, params, score)
+    assert best is not None
+    return {
+        "test": metrics_of(best[2], split, candidates),
+        "valid_ndcg@10": best[0],
+        "params": best[1],
+        "seconds": (time.perf_counter() - t0) / 18,
+    }
+
+
+# --------------------------------------------------------------------------------------------------- scenerec
+SCENEGNN_KW: dict[str, Any] = {"dim": 128, "item_item": False}
+#: scenerec variants: (train on the target scene only, follow the SAME_AS item links, the gate)
+VARIANTS: dict[str, tuple[bool, bool, bool]] = {
+    "target-only": (True, False, False),
+    "shared-users": (False, False, False),
+    "+alignment": (False, True, False),
+    "+gate": (False, True, True),
+    "gate-no-align": (False, False, True),
+}
+
+
+def run_scenegnn(
+    g: Graph,
+    split: Split,
+    candidates: np.ndarray,
+    seed: int,
+    variant: str,
+    threads: int,
+    verbose: bool,
+    view_dropout: float,
+    batch_size: int,
+    dim: int,
+    item_ids: str = "missing",
+) -> dict[str, Any]:
+    target_only, use_links, gate = VARIANTS[variant]
+    train = restrict(split.train, candidates) if target_only else split.train
+    inputs = GraphInputs.from_hetero(g.data, train)
+    if use_links:
+        inputs = dataclasses.replace(inputs, item_links=g.links)
+    kw = {**SCENEGNN_KW, "dim": dim, "item_ids": item_ids}
+    model: SceneGNN = CrossSceneGNN(inputs, view_dropout=view_dropout, **kw) if gate else SceneGNN(inputs, **kw)
+    cfg = TrainConfig(
+        epochs=200,
+        batch_size=batch_size,
+        lr=1e-2,
+        weight_decay=0.0,
+        patience=10,
+        seed=seed,
+        threads=threads,
+        loss="softmax",
+    )
+
+    def show(rec: dict[str, Any]) -> None:
+        if verbose:
+            print(f"    {variant} seed={seed} {rec}")
+
+    result = fit(
+        model, train, split.valid, cfg, item_scene=inputs.item_scene, progress=show, candidate_items=candidates
+    )
+    with torch.no_grad():
+        user_emb, item_emb = model()
+        test = metrics_of(lambda u: model.score(u, user_emb, item_emb), split, candidates)
+    return {
+        "test": test,
+        "valid_ndcg@10": result.best_valid["ndcg@10"],
+        "best_epoch": result.best_epoch,
+        "seconds": result.seconds_to_best,
+    }
+
+
+MODELS = ("pop", "als-target", "als-joint", *VARIANTS)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--protocols", nargs="+", default=["warm", "cold"], choices=["warm", "cold"])
+    ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    ap.add_argument("--seed", type=int, default=2020)
+    ap.add_argument("--seeds", type=int, default=1, help="runs per trained model (seeds --seed, --seed + 1, ...)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--batch-size", type=int, default=1024, help="(user, scene) rows per training step")
+    ap.add_argument("--dim", type=int, default=128, help="SceneGNN's representation size")
+    ap.add_argument("--item-ids", default="missing", help="SceneGNN's item_ids: missing, all or none")
+    ap.add_argument("--view-dropout", type=float, default=0.0, help="CrossSceneGNN's view_dropout (the gate)")
+    ap.add_argument(
+        "--shared", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "data", help="data"
+    )
+    ap.add_argument("--store", type=Path, default=Path("/tmp/scenerec-bench/arts_office"))
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    torch.set_num_threads(args.threads)
+    g = load_graph(args.store, args.shared)
+    candidates = g.target_items()
+    table: list[tuple[str, str, float, float, str]] = []
+    for protocol in args.protocols:
+        split = make_split(g, protocol)
+        print(
+            f"{protocol}: train {split.train.nnz}, valid {split.valid.nnz} ({len(g.valid_users)} users), "
+            f"test {split.test.nnz} ({len(g.test_users)} users), ranking over {len(candidates)} {TARGET} items"
+        )
+        for name in args.models:
+            runs = []
+            for seed in range(args.seed, args.seed + (1 if name == "pop" else args.seeds)):
+                if name == "pop":
+                    out = run_pop(g, split, candidates, seed)
+                elif name.startswith("als"):
+                    out = run_als(g, split, candidates, seed, joint=name == "als-joint", threads=args.threads)
+                else:
+                    out = run_scenegnn(
+                        g,
+                        split,
+                        candidates,
+                        seed,
+                        name,
+                        args.threads,
+                        args.verbose,
+                        args.view_dropout,
+                        args.batch_size,
+                        args.dim,
+                        args.item_ids,
+                    )
+                if "skipped" in out:
+                    print(f"  {name}: skipped, {out['skipped']}")
+                    break
+                extra = {k: v for k, v in out.items() if k != "test"}
+                print(
+                    f"  {protocol} {name} seed={seed}: NDCG@10 {out['test']['ndcg@10']:.4f} "
+                    f"R@10 {out['test']['recall@10']:.4f} {extra}",
+                    flush=True,
+                )
+                runs.append(out)
+            if runs:
+                runs.sort(key=lambda r: r["test"]["ndcg@10"])
+                med = runs[len(runs) // 2]["test"]
+                table.append((protocol, name, med["ndcg@10"], med["recall@10"], f"{len(runs)}"))
+    print()
+    print(f"{'protocol':<9}{'model':<16}{'NDCG@10':>9}{'R@10':>9}{'runs':>6}")
+    for protocol, name, ndcg, rec, n in table:
+        print(f"{protocol:<9}{name:<16}{ndcg:>9.4f}{rec:>9.4f}{n:>6}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,185 @@
+"""Knowledge transfer into recommendation: :class:`CrossSceneGNN`, SceneGNN trained on the joint graph of all scenes
+with a learnt per-scene gate that fuses what a user did in every scene.
+
+Knowledge crosses scenes three ways, each behind a switch for the ablations (see ``benchmarks/transfer.py``):
+
+1. **Shared users.** A user is one node whatever the scene, so LightGCN propagation over the joint user-item graph
+   (:class:`~scenerec.gnn.SceneGNN`) mixes the scenes already; training on one scene only is the ``target only``
+   ablation.
+2. **Entity alignment.** Items of two scenes that are the same thing under different ids (``SAME_AS`` links found by
+   :func:`scenerec.transfer.align`) are joined by item-item edges that propagation follows
+   (:attr:`GraphInputs.item_links <scenerec.gnn.GraphInputs>`, weighted by the alignment score).
+3. **The gate.** For every scene ``s`` a user has a *scene view* ``k_s``: the mean of the propagated vectors of the
+   user's training items in ``s`` (zero when the user has none). The user's vector for target scene ``t`` is
+
+       u_t = h_u + sum_s W_{t<-s} k_s          (two scenes: u_t = h_u + W_t k_t + W_s k_s)
+
+   with ``h_u`` the shared (propagated) user vector, normalised to unit length, and one learnt d x d matrix per (target, source) pair, initialised
+   to zero, so training starts from the shared-users model. A user known only from a source scene still gets
+   ``u_t = h_u + W_{t<-s} k_s`` for the target.
+
+   ``view_dropout`` hides the target's own view ``k_t`` of a random share of the users at every training step, so
+   that ``W_{t<-s}`` learns to predict a scene from the other scenes alone: the situation of a user who is new to
+   the target scene.
+
+Scores stay dot products of one user and one item vector (the :class:`~scenerec.gnn.models.Recommender` contract):
+:meth:`CrossSceneGNN.forward` returns users as ``[u_1 | ... | u_S]`` (U, S*d) and places each item's vector in the
+block of its scene (I, S*d), so ``user @ item`` is ``cos(u_scene(i), v_i) / temperature``. Items without a scene
+use block 0.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from scenerec.gnn import GraphInputs, SceneGNN
+from scenerec.gnn.evaluate import CSR
+from scenerec.gnn.models import deepcopy_with_sparse
+from scenerec.gnn.propagation import propagate, spmm
+from scenerec.gnn.train import register_model_class
+
+__all__ = ["CrossSceneGNN", "scene_views"]
+
+
+def scene_views(train: CSR, item_scene: np.ndarray, num_scenes: int) -> tuple[Tensor, Tensor]:
+    """The row-normalised scene-view matrix (S*U, I) as sparse CSR and its transpose: row ``s*U + u`` averages the
+    training items of user ``u`` in scene ``s`` (an empty row where the user has none). Items without a scene count
+    as scene 0."""
+    n_users, n_items = train.shape
+    rows, cols = train.rows(), train.indices
+    scene = np.clip(np.asarray(item_scene, dtype=np.int64), 0, None)[cols]
+    view_rows = scene * n_users + rows
+    counts = np.bincount(view_rows, minlength=num_scenes * n_users).astype(np.float32)
+    values = torch.from_numpy(1.0 / counts[view_rows])
+    index = torch.from_numpy(np.stack([view_rows, cols]).astype(np.int64))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        coo = torch.sparse_coo_tensor(index, values, (num_scenes * n_users, n_items), check_invariants=True).coalesce()
+        return coo.to_sparse_csr(), coo.t().coalesce().to_sparse_csr()
+
+
+class CrossSceneGNN(SceneGNN):
+    """:class:`~scenerec.gnn.SceneGNN` with the per-scene gate (see the module docstring).
+
+    Args:
+        inputs: the joint graph (:class:`~scenerec.gnn.GraphInputs`; ``item_links`` carries the alignments).
+        gate: learn the per-scene gate ``W_{t<-s}``; without it the model scores like a SceneGNN (with block
+            vectors).
+        view_dropout: training-time probability of hiding a user's own view of the target scene.
+        **kwargs: SceneGNN's hyper-parameters (``dim``, ``num_layers``, ``temperature``, ``item_ids``, ...).
+    """
+
+    view: Tensor
+    view_t: Tensor
+    scene_block: Tensor
+
+    def __init__(self, inputs: GraphInputs, *, gate: bool = True, view_dropout: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(inputs, **kwargs)
+        if not 0.0 <= view_dropout < 1.0:
+            raise ValueError(f"view_dropout must be in [0, 1), got {view_dropout}")
+        self.gate, self.view_dropout = bool(gate), float(view_dropout)
+        s, d = self.num_scenes, self.dim
+        view, view_t = scene_views(inputs.train, inputs.item_scene, s)
+        self.register_buffer("view", view, persistent=False)
+        self.register_buffer("view_t", view_t, persistent=False)
+        block = F.one_hot(torch.as_tensor(inputs.item_scene, dtype=torch.long).clamp_min(0), s).float()
+        self.register_buffer("scene_block", block, persistent=False)
+        self.gate_weight = torch.nn.Parameter(torch.zeros(s, s, d, d)) if gate else None
+
+    def reset_parameters(self) -> None:
+        """SceneGNN's initialisation; the gate starts at zero (the shared-users model)."""
+        super().reset_parameters()
+        gate = getattr(self, "gate_weight", None)
+        if gate is not None:
+            torch.nn.init.zeros_(gate)
+
+    # ------------------------------------------------------------------ forward
+    def propagated(self) -> tuple[Tensor, Tensor]:
+        """Shared user vectors ``h`` (U, d) and scene-adapted item vectors (I, d), before normalisation."""
+        x = torch.cat([self.user_embedding.weight, self.item_inputs()])
+        out = x
+        for _ in range(self.num_layers):
+            x = propagate(self.adj, x)
+            out = out + x
+        out = out / (self.num_layers + 1)
+        users, items = torch.split(out, [self.num_users, self.num_items])
+        return users, self._film(items)
+
+    def gated_users(self, shared: Tensor, views: Tensor, keep_own: Tensor | None = None) -> Tensor:
+        """``u_t = h + sum_s W_{t<-s} k_s`` for every scene t: ``shared`` (b, d), ``views`` (S, b, d) -> (S, b, d).
+
+        ``keep_own`` (S, b, 1) multiplies each user's own view of scene t in the sum for t (view dropout)."""
+        if self.gate_weight is None:
+            return shared.unsqueeze(0).expand(self.num_scenes, -1, -1)
+        # mixed[t, b] = sum_s W[t, s] @ views[s, b]
+        mixed = torch.einsum("tsed,sbd->tbe", self.gate_weight, views)
+        if keep_own is not None:
+            own = torch.einsum("ted,tbd->tbe", torch.diagonal(self.gate_weight, dim1=0, dim2=1).permute(2, 0, 1), views)
+            mixed = mixed - own * (1.0 - keep_own)
+        return shared.unsqueeze(0) + mixed
+
+    def _blocks(self, users: Tensor, items: Tensor) -> tuple[Tensor, Tensor]:
+        """Unit per-scene user vectors (S, U, d) -> (U, S*d); items (I, d) -> their scene's block of (I, S*d)."""
+        user_out = F.normalize(users, dim=-1).permute(1, 0, 2).reshape(users.shape[1], -1)
+        unit = F.normalize(items, dim=-1) / self.temperature
+        item_out = (self.scene_block.unsqueeze(2) * unit.unsqueeze(1)).reshape(items.shape[0], -1)
+        return user_out, item_out
+
+    def forward(self) -> tuple[Tensor, Tensor]:
+        """Block user vectors (U, S*d) and block item vectors (I, S*d); see the module docstring."""
+        shared, items = self.propagated()
+        shared = F.normalize(shared, dim=-1)  # as for new users (score_histories): a unit shared vector
+        views = spmm(self.view, items, self.view_t).view(self.num_scenes, self.num_users, self.dim)
+        keep = None
+        if self.training and self.view_dropout > 0 and self.gate_weight is not None:
+            keep = (torch.rand(self.num_scenes, self.num_users, 1, device=items.device) >= self.view_dropout).float()
+        return self._blocks(self.gated_users(shared, views, keep), items)
+
+    def item_representations(self) -> Tensor:
+        """Unit item vectors (I, d) in one space for all scenes (item-item similarity across scenes)."""
+        return F.normalize(self.propagated()[1], dim=-1)
+
+    # ------------------------------------------------------------------ scoring
+    def score_histories(self, histories: Sequence[Tensor], user_emb: Tensor, item_emb: Tensor) -> Tensor:
+        """New users from their item histories (no retraining): the shared vector is the unit mean of the history's
+        unit item vectors (as in SceneGNN) and the scene views are the history's per-scene means, through the same
+        gate; a history in one scene only is a user new to every other scene."""
+        with torch.no_grad():
+            _, items = self.propagated()
+        unit = F.normalize(items, dim=-1)
+        scene = self.item_scene_t.clamp_min(0)
+        shared_rows, view_rows = [], []
+        for hist in histories:
+            hist = hist.to(unit.device).long()
+            shared_rows.append(unit[hist].mean(0) if hist.numel() else unit.new_zeros(self.dim))
+            v = unit.new_zeros(self.num_scenes, self.dim)
+            if hist.numel():
+                counts = torch.bincount(scene[hist], minlength=self.num_scenes).clamp_min(1).unsqueeze(1)
+                v = v.index_add(0, scene[hist], items[hist]) / counts
+            view_rows.append(v)
+        if not histories:
+            return item_emb.new_zeros(0, self.num_items)
+        shared = F.normalize(torch.stack(shared_rows), dim=-1)
+        views = torch.stack(view_rows, dim=1)  # (S, b, d)
+        users, _ = self._blocks(self.gated_users(shared, views), items)
+        base = users @ item_emb.t()
+        return base + self.item_item_scores(self._history_rows(histories, base.device))
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> CrossSceneGNN:
+        channel = self.item_item_channel
+        cached = channel._matrix_t if channel is not None else None
+        sparse = [self.adj, self.view, self.view_t] + ([cached] if cached is not None else [])
+        return deepcopy_with_sparse(self, memo, sparse)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, gate={self.gate}, view_dropout={self.view_dropout}"
+
+
+register_model_class(CrossSceneGNN)
