@@ -257,6 +257,7 @@ def run_scenegnn(
     batch_size: int,
     dim: int,
     item_ids: str = "missing",
+    epochs: int = 200,
 ) -> dict[str, Any]:
     target_only, use_links, gate = VARIANTS[variant]
     train = restrict(split.train, candidates) if target_only else split.train
@@ -266,7 +267,7 @@ def run_scenegnn(
     kw = {**SCENEGNN_KW, "dim": dim, "item_ids": item_ids}
     model: SceneGNN = CrossSceneGNN(inputs, view_dropout=view_dropout, **kw) if gate else SceneGNN(inputs, **kw)
     cfg = TrainConfig(
-        epochs=200,
+        epochs=epochs,
         batch_size=batch_size,
         lr=1e-2,
         weight_decay=0.0,
@@ -307,6 +308,7 @@ def main() -> None:
     ap.add_argument("--verbose", action="store_true")
     ap.add_argument("--batch-size", type=int, default=1024, help="(user, scene) rows per training step")
     ap.add_argument("--dim", type=int, default=128, help="SceneGNN's representation size")
+    ap.add_argument("--epochs", type=int, default=200, help="cap on training epochs (early stopping, patience 10)")
     ap.add_argument("--item-ids", default="missing", help="SceneGNN's item_ids: missing, all or none")
     ap.add_argument("--view-dropout", type=float, default=0.0, help="CrossSceneGNN's view_dropout (the gate)")
     ap.add_argument(
@@ -345,6 +347,7 @@ def main() -> None:
                         args.batch_size,
                         args.dim,
                         args.item_ids,
+                        args.epochs,
                     )
                 if "skipped" in out:
                     print(f"  {name}: skipped, {out['skipped']}")

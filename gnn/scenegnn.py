@@ -415,6 +415,19 @@ class SceneGNN(Recommender):
         items = self._film(items)
         return F.normalize(users, dim=-1), F.normalize(items, dim=-1) / self.temperature
 
+    def encode_new_items(self, text: Tensor, scene: Tensor) -> Tensor:
+        """Scoring vectors (n, d) of items added after training, from their text embeddings ``text`` (n, t) and
+        scene indices ``scene`` (n,; -1: none), without retraining: exactly the vectors :meth:`forward` gives an item
+        with that text and no edge (layer 0 from the text alone; propagation adds nothing; the scene's FiLM)."""
+        if self.text_proj is None:
+            raise ValueError("this model was trained without item text (use_text=False): a new item needs its id")
+        x = self.text_proj(text.to(self.text_proj.weight.dtype)) / (self.num_layers + 1)
+        scene = torch.as_tensor(scene, dtype=torch.long, device=x.device)
+        if self.scene_gamma is not None and self.scene_beta is not None:
+            s = scene.clamp_min(0)
+            x = torch.where((scene >= 0).unsqueeze(1), self.scene_gamma[s] * x + self.scene_beta[s], x)
+        return F.normalize(x, dim=-1) / self.temperature
+
     # ------------------------------------------------------------------ scoring
     def _history_rows(self, histories: Sequence[Tensor], device: torch.device) -> Tensor:
         x = torch.zeros(len(histories), self.num_items, device=device)

@@ -69,19 +69,19 @@ class TextTemplates:
         text = re.sub(r"\s+", " ", text).strip()
         return text[: self.max_chars]
 
+    def item_text(self, title: str, description: str = "", attributes: str = "", scene: str = "") -> str:
+        """The text of one item (``attributes``: the JSON object string the canonical item table holds)."""
+        attrs = self._attributes(attributes, f"{title} {description}".lower())
+        return self._fill(
+            self.item, {"title": title, "description": description, "attributes": attrs, "scene": scene}
+        )
+
     def items(self, ds: Dataset) -> list[str]:
         rows = ds.items[["id", "scene", "title", "description", "attributes"]].to_dict("records")
-        out = []
-        for r in rows:
-            title, desc = str(r["title"]), str(r["description"])
-            attrs = self._attributes(str(r["attributes"]), f"{title} {desc}".lower())
-            out.append(
-                self._fill(
-                    self.item,
-                    {"title": title, "description": desc, "attributes": attrs, "scene": str(r["scene"])},
-                )
-            )
-        return out
+        return [
+            self.item_text(str(r["title"]), str(r["description"]), str(r["attributes"]), str(r["scene"]))
+            for r in rows
+        ]
 
     def _named(self, template: str, frame: pd.DataFrame, detail: str) -> list[str]:
         """Texts of nodes with a ``name`` and one ``detail`` column: the id stands in for a missing name, and a

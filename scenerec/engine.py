@@ -622,6 +622,62 @@ class Engine:
             scene,
         )
 
+    def new_item_audience(
+        self,
+        title: str,
+        scene: str,
+        *,
+        description: str = "",
+        attributes: dict[str, Any] | None = None,
+        k: int = 10,
+    ) -> pd.DataFrame:
+        """The ``k`` users a NEW item (not in the store) suits best, from its text alone, without retraining: the
+        item's text is embedded with the store's encoder (the default item template) and mapped by the trained
+        model (:meth:`SceneGNN.encode_new_items <scenerec.gnn.SceneGNN.encode_new_items>`, as if the item had been
+        in the graph without edges).
+
+        Columns ``user_id``, ``score`` and ``rank``: where the new item would rank in that user's list of the
+        scene's items (the user's training items left out; 1 = the user's top recommendation). Raises
+        :class:`UnknownIdError` for an unknown scene, :class:`ConfigError` when the trained model cannot embed new
+        items (no text features, or a baseline), ``ValueError`` for an empty title or a bad ``k``.
+        """
+        import json
+
+        import torch
+
+        from scenerec.llm.templates import TextTemplates
+
+        if not isinstance(k, int) or k < 1:
+            raise ValueError("k must be a positive integer")
+        if not title or not title.strip():
+            raise ValueError("a new item needs a title")
+        model = self._load_model()
+        candidates = self._scene_items(scene)
+        encode = getattr(model, "encode_new_items", None)
+        if encode is None or getattr(model, "text_proj", None) is None:
+            raise ConfigError(
+                f"the trained model ({self._model_name}) cannot represent an item from its text alone; "
+                "fit scenegnn or crossscene on a store with text embeddings"
+            )
+        text = TextTemplates().item_text(title, description, json.dumps(attributes or {}), scene)
+        vector = torch.from_numpy(np.asarray(self.encoder.encode([text]), dtype=np.float32))
+        assert self._embeddings is not None
+        user_emb = self._embeddings[0]
+        with torch.no_grad():
+            item = encode(vector, torch.tensor([self.idmap.index("scene", scene)]))[0]
+            scores = (user_emb @ item).cpu().numpy().astype(np.float64)
+        k = min(k, len(scores))
+        top = np.argsort(-scores, kind="stable")[:k]
+        with torch.no_grad():
+            existing = self._scores(torch.as_tensor(top, dtype=torch.long)).cpu().numpy()[:, candidates]
+        train = self._splits["train"]
+        ranks = []
+        for row, user in enumerate(top):
+            seen = np.isin(candidates, train.indices[train.indptr[user] : train.indptr[user + 1]])
+            ranks.append(1 + int(((existing[row] > scores[user]) & ~seen).sum()))
+        users = np.asarray(self.idmap.ids("user"), dtype=object)[top]
+        return pd.DataFrame({"user_id": users, "score": scores[top], "rank": ranks})
+
     def item_vectors(self) -> tuple[np.ndarray, str]:
         """Item representations in id-map order and where they come from: the trained model's (its name) when one
         is trained or saved, else the text embeddings (``"text"``). The popularity model has none of its own."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -149,10 +150,34 @@ def test_training_learns_the_gate_and_the_artifact_round_trips(tmp_path: Path) -
     assert torch.allclose(a_users @ a_items.t(), b_users @ b_items.t(), atol=1e-6)
 
 
-def test_engine_trains_the_transfer_model_and_its_ablations(sample_store: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("cls", [SceneGNN, CrossSceneGNN])
+def test_a_new_item_from_text_gets_the_vector_of_an_isolated_item(cls: type[SceneGNN]) -> None:
+    torch.manual_seed(0)
+    base = _inputs()
+    new_text = torch.randn(1, 8, generator=torch.Generator().manual_seed(5))
+    grown = GraphInputs(  # the same graph plus item 6 (scene 1) with text and no interaction
+        train=CSR.from_pairs(base.train.rows(), base.train.indices, (4, 7)),
+        item_scene=np.append(SCENE, 1),
+        num_scenes=2,
+        item_text=torch.cat([base.item_text, new_text]),
+    )
+    trained = cls(base, dim=4, item_item=False)
+    with torch.no_grad():
+        for p in trained.parameters():
+            p.add_(0.1 * torch.randn_like(p))  # FiLM, gate: away from their identity / zero start
+    grown_model = cls(grown, dim=4, item_item=False)
+    grown_model.load_state_dict(trained.state_dict())
+    trained.eval(), grown_model.eval()
+    users, items = grown_model()
+    new = trained.encode_new_items(new_text, torch.tensor([1]))
+    assert torch.allclose(new[0], items[6], atol=1e-5)
+    assert torch.allclose(trained()[0] @ new.t(), users @ items[6:].t(), atol=1e-5)
+
+
+def test_engine_trains_the_transfer_model_and_its_ablations(sample_store: Path, tmp_path: Path, encoder: Any) -> None:
     store = tmp_path / "store"
     shutil.copytree(sample_store, store, ignore=shutil.ignore_patterns("cache"))
-    with Engine.open(store, read_only=False) as engine:
+    with Engine.open(store, read_only=False, encoder=encoder) as engine:
         with pytest.raises(ConfigError, match="scenerec align"):
             engine.fit("crossscene", epochs=1, alignment=True)
         office = engine.idmap.index("scene", "office")
@@ -171,6 +196,16 @@ def test_engine_trains_the_transfer_model_and_its_ablations(sample_store: Path, 
         # a user known only from arts items gets office recommendations (no retraining)
         arts_items = [i for i, s in zip(engine.items()["item_id"], engine.items()["scene"], strict=True) if s == "arts"]
         cold = engine.recommend_for_items(arts_items[:3], scene="office", k=5)
+        # a new item (text only) gets users, and its rank in their list agrees with their recommendations
+        audience = engine.new_item_audience(
+            "blue gel ink pens, fine point, pack of 12", "office", attributes={"brand": "pilot"}, k=4
+        )
+        top_user, score, rank = audience.iloc[0][["user_id", "score", "rank"]]
+        listed = engine.recommend(str(top_user), "office", k=int(rank))
+        with pytest.raises(ValueError, match="title"):
+            engine.new_item_audience(" ", "office")
+    assert len(audience) == 4 and audience["score"].is_monotonic_decreasing and audience["rank"].min() >= 1
+    assert bool((listed["score"].iloc[: int(rank) - 1] >= score).all()) and listed["score"].iloc[-1] <= score
     assert len(recs) == 5 and len(similar) == 3 and len(cold) == 5 and set(cold["scene"]) == {"office"}
     with Engine.open(store) as fresh:  # reloads the artifact with the same SAME_AS links
         again = fresh.recommend(user, "office", k=5)

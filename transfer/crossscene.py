@@ -146,6 +146,12 @@ class CrossSceneGNN(SceneGNN):
         """Unit item vectors (I, d) in one space for all scenes (item-item similarity across scenes)."""
         return F.normalize(self.propagated()[1], dim=-1)
 
+    def encode_new_items(self, text: Tensor, scene: Tensor) -> Tensor:
+        """SceneGNN's vectors of new items (from text, no retraining), placed in their scene's block (n, S*d)."""
+        unit = super().encode_new_items(text, scene)
+        block = F.one_hot(torch.as_tensor(scene, dtype=torch.long).clamp_min(0), self.num_scenes).to(unit)
+        return (block.unsqueeze(2) * unit.unsqueeze(1)).reshape(unit.shape[0], -1)
+
     # ------------------------------------------------------------------ scoring
     def score_histories(self, histories: Sequence[Tensor], user_emb: Tensor, item_emb: Tensor) -> Tensor:
         """New users from their item histories (no retraining): the shared vector is the unit mean of the history's
