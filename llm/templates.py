@@ -72,15 +72,12 @@ class TextTemplates:
     def item_text(self, title: str, description: str = "", attributes: str = "", scene: str = "") -> str:
         """The text of one item (``attributes``: the JSON object string the canonical item table holds)."""
         attrs = self._attributes(attributes, f"{title} {description}".lower())
-        return self._fill(
-            self.item, {"title": title, "description": description, "attributes": attrs, "scene": scene}
-        )
+        return self._fill(self.item, {"title": title, "description": description, "attributes": attrs, "scene": scene})
 
     def items(self, ds: Dataset) -> list[str]:
         rows = ds.items[["id", "scene", "title", "description", "attributes"]].to_dict("records")
         return [
-            self.item_text(str(r["title"]), str(r["description"]), str(r["attributes"]), str(r["scene"]))
-            for r in rows
+            self.item_text(str(r["title"]), str(r["description"]), str(r["attributes"]), str(r["scene"])) for r in rows
         ]
 
     def _named(self, template: str, frame: pd.DataFrame, detail: str) -> list[str]:
