@@ -1,7 +1,7 @@
 """Cross-scene transfer on Amazon Arts–Office (URLLM's release), Office as the target scene.
 
-    .venv/bin/python benchmarks/transfer.py [--protocols warm cold] [--models pop als-target als-joint ...]
-        [--seeds 1] [--threads 2] [--store /tmp/scenerec-bench/arts_office]
+    .venv/bin/python benchmarks/transfer.py [--protocols warm cold] [--models pop als-target als-joint target-only
+        shared-users +alignment +gate ...] [--seeds 1] [--epochs 60] [--threads 2] [--store /tmp/scenerec-bench/...]
 
 Protocols (held-out users are URLLM's own user-level split: users 8000-8999 are the test users, 9000-9576 the
 validation users, whose metrics drive early stopping and every tuning choice; nothing is tuned on test users):
@@ -17,12 +17,21 @@ Models (``--models``):
 
 * ``pop``: Office popularity over the training interactions.
 * ``als-target``, ``als-joint``: implicit's ALS (Hu, Koren & Volinsky, 2008) on the Office-only or the joint
-  user x item matrix, its factors / regularisation / confidence weight chosen on the validation users
-  (``pip install implicit``; skipped with a message when it is missing).
-* ``target-only``: SceneGNN trained on the Office interactions alone.
-* ``shared-users``: SceneGNN on the joint graph (both scenes, users shared).
-* ``+alignment``: plus the item ``SAME_AS`` links that :func:`scenerec.transfer.align` finds between the two scenes.
-* ``+gate``: plus the per-scene gate (scenerec's transfer model, :class:`scenerec.transfer.CrossSceneGNN`).
+  user x item matrix, 15 iterations, its factors (64, 128), regularisation (0.01, 0.1, 1) and confidence weight
+  alpha (1, 10, 40) chosen on the validation users (``pip install implicit``; skipped with a message without it).
+* scenerec's ablations, all :class:`scenerec.transfer.CrossSceneGNN` with the settings of ``fit("crossscene")``
+  (:data:`scenerec.engine.CROSSSCENE_KW`: item id vectors plus text, an item bias, view dropout 0.5) except:
+  ``target-only`` (trained on the Office interactions alone, no gate), ``shared-users`` (both scenes, users
+  shared, no gate), ``+alignment`` (plus the ``SAME_AS`` item links the aligner finds between the scenes, no gate),
+  ``+gate`` (plus the per-scene gate: the full model), ``gate-no-align`` (the gate without the links).
+  All train with the in-scene softmax loss (lr 1e-2, 1,024 (user, scene) rows per step, early stopping on the
+  validation users' NDCG@10 with patience 10); the item-item channel is left out (a dense EASE inverse over
+  19,757 Office items takes minutes per regularisation value on 2 cores).
+
+On cold users the target-only models are skipped: those users have no Office history, so such a model has nothing
+to rank by (``--cold-target-only`` runs them anyway). The aligner runs once, without seeds (the dataset has no gold
+item pairs): training-free text + structure features, CSLS, mutual nearest neighbours, accepted when the logistic
+of the CSLS score is >= 0.5; its pairs are written into the store as ``SAME_AS`` and reused.
 
 The graph (items, brand/category entities, all-MiniLM-L6-v2 text embeddings of all 38,396 items) is built once into
 ``--store`` by scenerec's own pipeline; that takes about 10 minutes on 2 cores.
@@ -43,7 +52,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from scenerec.gnn import GraphInputs, SceneGNN, build_hetero
+from scenerec.engine import CROSSSCENE_KW
+from scenerec.gnn import GraphInputs, build_hetero
 from scenerec.gnn.evaluate import CSR, evaluate_scores
 from scenerec.gnn.train import TrainConfig, fit
 from scenerec.ids import IdMap
@@ -234,8 +244,8 @@ def run_als(g: Graph, split: Split, candidates: np.ndarray, seed: int, joint: bo
 
 
 # --------------------------------------------------------------------------------------------------- scenerec
-SCENEGNN_KW: dict[str, Any] = {"dim": 128, "item_item": False}
-#: scenerec variants: (train on the target scene only, follow the SAME_AS item links, the gate)
+#: The scenerec variants (the ablations), all :class:`CrossSceneGNN` with SceneGNN's defaults except the ones set
+#: here: (train on the target scene only, follow the SAME_AS item links, the gate).
 VARIANTS: dict[str, tuple[bool, bool, bool]] = {
     "target-only": (True, False, False),
     "shared-users": (False, False, False),
@@ -246,36 +256,34 @@ VARIANTS: dict[str, tuple[bool, bool, bool]] = {
 
 
 def run_scenegnn(
-    g: Graph,
-    split: Split,
-    candidates: np.ndarray,
-    seed: int,
-    variant: str,
-    threads: int,
-    verbose: bool,
-    view_dropout: float,
-    batch_size: int,
-    dim: int,
-    item_ids: str = "missing",
-    epochs: int = 200,
+    g: Graph, split: Split, candidates: np.ndarray, seed: int, variant: str, args: argparse.Namespace
 ) -> dict[str, Any]:
     target_only, use_links, gate = VARIANTS[variant]
     train = restrict(split.train, candidates) if target_only else split.train
     inputs = GraphInputs.from_hetero(g.data, train)
     if use_links:
         inputs = dataclasses.replace(inputs, item_links=g.links)
-    kw = {**SCENEGNN_KW, "dim": dim, "item_ids": item_ids}
-    model: SceneGNN = CrossSceneGNN(inputs, view_dropout=view_dropout, **kw) if gate else SceneGNN(inputs, **kw)
+    settings = {
+        **CROSSSCENE_KW,
+        "gate": gate,
+        "view_dropout": args.view_dropout if gate else 0.0,
+        "item_bias": args.item_bias,
+        "item_ids": args.item_ids,
+        "dim": args.dim,
+        "item_item": False,
+    }
+    model = CrossSceneGNN(inputs, **settings)
     cfg = TrainConfig(
-        epochs=epochs,
-        batch_size=batch_size,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
         lr=1e-2,
         weight_decay=0.0,
-        patience=10,
+        patience=args.patience,
         seed=seed,
-        threads=threads,
+        threads=args.threads,
         loss="softmax",
     )
+    verbose = args.verbose
 
     def show(rec: dict[str, Any]) -> None:
         if verbose:
@@ -306,11 +314,21 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=1, help="runs per trained model (seeds --seed, --seed + 1, ...)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--cold-target-only", action="store_true", help="run the target-only models on cold users too")
     ap.add_argument("--batch-size", type=int, default=1024, help="(user, scene) rows per training step")
     ap.add_argument("--dim", type=int, default=128, help="SceneGNN's representation size")
-    ap.add_argument("--epochs", type=int, default=200, help="cap on training epochs (early stopping, patience 10)")
-    ap.add_argument("--item-ids", default="missing", help="SceneGNN's item_ids: missing, all or none")
-    ap.add_argument("--view-dropout", type=float, default=0.0, help="CrossSceneGNN's view_dropout (the gate)")
+    ap.add_argument("--epochs", type=int, default=60, help="cap on training epochs (early stopping, patience 10)")
+    ap.add_argument("--patience", type=int, default=10, help="early stopping: evaluations without improvement")
+    ap.add_argument("--item-ids", default=CROSSSCENE_KW["item_ids"], help="item_ids: missing, all or none")
+    ap.add_argument(
+        "--item-bias",
+        action=argparse.BooleanOptionalAction,
+        default=CROSSSCENE_KW["item_bias"],
+        help="CrossSceneGNN's item_bias",
+    )
+    ap.add_argument(
+        "--view-dropout", type=float, default=CROSSSCENE_KW["view_dropout"], help="CrossSceneGNN's view_dropout"
+    )
     ap.add_argument(
         "--shared", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "data", help="data"
     )
@@ -329,26 +347,16 @@ def main() -> None:
         )
         for name in args.models:
             runs = []
+            if protocol == "cold" and name in ("target-only", "als-target") and not args.cold_target_only:
+                print(f"  {name}: skipped on cold users (no target-scene history to rank by; --cold-target-only)")
+                continue
             for seed in range(args.seed, args.seed + (1 if name == "pop" else args.seeds)):
                 if name == "pop":
                     out = run_pop(g, split, candidates, seed)
                 elif name.startswith("als"):
                     out = run_als(g, split, candidates, seed, joint=name == "als-joint", threads=args.threads)
                 else:
-                    out = run_scenegnn(
-                        g,
-                        split,
-                        candidates,
-                        seed,
-                        name,
-                        args.threads,
-                        args.verbose,
-                        args.view_dropout,
-                        args.batch_size,
-                        args.dim,
-                        args.item_ids,
-                        args.epochs,
-                    )
+                    out = run_scenegnn(g, split, candidates, seed, name, args)
                 if "skipped" in out:
                     print(f"  {name}: skipped, {out['skipped']}")
                     break

@@ -538,6 +538,7 @@ _HPARAMS = (
     "kg_min_items",
     "gate",
     "view_dropout",
+    "item_bias",
 )
 
 #: SceneGNN and its subclasses that :func:`build_model` can rebuild, by class name (see :func:`register_model_class`).

@@ -232,6 +232,20 @@ def _parse_ks(text: str) -> tuple[int, ...]:
     return ks
 
 
+def _parse_options(items: list[str]) -> dict[str, Any]:
+    """``["gate=false", "dim=64"]`` -> ``{"gate": False, "dim": 64}``; a value that is not JSON stays a string."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ScenerecError(f"--option {item!r}: expected KEY=VALUE, e.g. gate=false")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
     from scenerec.engine import Engine
 
@@ -242,7 +256,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
     # The model goes to the generation folder; the graph is written only by the write-back.
     with Engine.open(args.store, read_only=args.no_write_back) as engine:
         result = engine.fit(
-            args.model, seed=args.seed, epochs=args.epochs, scenes=args.scenes, alignment=args.alignment
+            args.model,
+            seed=args.seed,
+            epochs=args.epochs,
+            scenes=args.scenes,
+            alignment=args.alignment,
+            options=_parse_options(args.option),
         )
         folder = engine.model_dir
         written = None if args.no_write_back else engine.write_back(k=args.write_k)
@@ -565,6 +584,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="propagate over the stored SAME_AS item links (`scenerec align`; default for crossscene)",
     )
     links.add_argument("--no-alignment", dest="alignment", action="store_false", help="ignore the SAME_AS links")
+    p.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="a constructor argument of scenegnn / crossscene, e.g. --option gate=false --option dim=64 (repeatable)",
+    )
     p.add_argument(
         "--write-k", type=int, default=10, help="RECOMMENDED edges written back per user and scene (default 10)"
     )

@@ -62,20 +62,21 @@ def _lightgcn(inputs: GraphInputs) -> Recommender:
     return LightGCN(inputs.num_users, inputs.num_items, _adjacency(inputs.train), dim=64, num_layers=2)
 
 
-def _scenegnn(inputs: GraphInputs) -> Recommender:
+def _scenegnn(inputs: GraphInputs, **options: Any) -> Recommender:
     from scenerec.gnn import SceneGNN
 
-    return SceneGNN(inputs)
+    return SceneGNN(inputs, **options)
 
 
-def _crossscene(inputs: GraphInputs) -> Recommender:
+def _crossscene(inputs: GraphInputs, **options: Any) -> Recommender:
     from scenerec.transfer import CrossSceneGNN
 
-    return CrossSceneGNN(inputs, gate=True, view_dropout=CROSSSCENE_VIEW_DROPOUT)
+    return CrossSceneGNN(inputs, **{**CROSSSCENE_KW, **options})
 
 
-#: :class:`~scenerec.transfer.CrossSceneGNN`'s ``view_dropout`` in :data:`MODELS` (see ``benchmarks/transfer.py``).
-CROSSSCENE_VIEW_DROPOUT = 0.0
+#: :class:`~scenerec.transfer.CrossSceneGNN`'s settings for ``fit("crossscene")``, the ones
+#: ``benchmarks/transfer.py`` measures (besides the item-item channel, which the benchmark leaves out for time).
+CROSSSCENE_KW: dict[str, Any] = {"gate": True, "view_dropout": 0.5, "item_bias": True, "item_ids": "all"}
 
 
 def _bpr_config() -> TrainConfig:
@@ -92,10 +93,11 @@ def _softmax_config() -> TrainConfig:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A recommender :meth:`Engine.fit` can train: ``factory(inputs) -> untrained model`` and its default
-    :class:`~scenerec.gnn.TrainConfig` (``config()``)."""
+    """A recommender :meth:`Engine.fit` can train: ``factory(inputs, **options) -> untrained model`` (``options``:
+    constructor arguments, where the model takes any) and its default :class:`~scenerec.gnn.TrainConfig`
+    (``config()``)."""
 
-    factory: Callable[[GraphInputs], Recommender]
+    factory: Callable[..., Recommender]
     config: Callable[[], TrainConfig]
     description: str
     alignment: bool = False
@@ -389,6 +391,7 @@ class Engine:
         progress: Callable[[dict[str, Any]], None] | None = None,
         scenes: Sequence[str] | None = None,
         alignment: bool | None = None,
+        options: dict[str, Any] | None = None,
     ) -> FitResult:
         """Train the recommender ``model`` (a name of :data:`MODELS`) on the store's interactions and save it.
 
@@ -397,6 +400,8 @@ class Engine:
         ``alignment`` makes propagation follow the stored ``SAME_AS`` item links (``scenerec align``; default: the
         model's :attr:`ModelSpec.alignment`, on for ``crossscene``; True with no stored link is an error);
         ``crossscene`` adds the per-scene gate to SceneGNN (:class:`scenerec.transfer.CrossSceneGNN`).
+        ``options``: constructor arguments of ``scenegnn`` / ``crossscene`` (e.g. ``{"gate": False}``,
+        ``{"use_kg": True, "dim": 64}``); :class:`ConfigError` names an unknown one.
 
         The splits stored on the interactions are used (``random_per_user`` over all of them when any has none);
         negatives come from the positive item's scene; early stopping watches validation NDCG. ``config``: the
@@ -426,7 +431,12 @@ class Engine:
         if alignment and links is not None and links[0].shape[1] == 0:
             raise ConfigError(f"{self.path}: no SAME_AS links between items; run `scenerec align` first")
         inputs = self._graph_inputs(index, splits["train"], links)
-        recommender = spec.factory(inputs)
+        if options and model not in ("scenegnn", "crossscene"):
+            raise ConfigError(f"model {model!r} takes no options (got {', '.join(options)})")
+        try:
+            recommender = spec.factory(inputs, **(options or {}))
+        except TypeError as exc:  # an unknown constructor argument
+            raise ConfigError(f"model {model!r}: {exc}") from None
         result = fit(recommender, splits["train"], splits["valid"], cfg, item_scene=item_scene, progress=progress)
         report = tune_item_item(recommender, splits["train"], splits["valid"], item_scene)
         target = self.model_dir

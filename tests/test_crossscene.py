@@ -13,11 +13,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from scenerec.engine import Engine
+from scenerec.cli import main
+from scenerec.engine import MODEL_DIR, Engine
 from scenerec.errors import ConfigError, UnknownIdError
 from scenerec.gnn import CSR, GraphInputs, SceneGNN, TrainConfig, build_model, fit, load_artifact, save_artifact
 from scenerec.gnn.propagation import normalized_adjacency
 from scenerec.ids import IdMap
+from scenerec.kg import current_generation
 from scenerec.transfer import CrossSceneGNN, scene_views
 
 # 4 users x 6 items in two scenes (items 0-2 scene 0, items 3-5 scene 1); user 3 has scene 1 only.
@@ -186,6 +188,10 @@ def test_engine_trains_the_transfer_model_and_its_ablations(sample_store: Path, 
         assert train.nnz > 0 and bool(np.all(engine._item_scene[train.indices] == office))
         with pytest.raises(UnknownIdError):
             engine.fit("scenegnn", epochs=1, scenes=["video"])
+        with pytest.raises(ConfigError, match="unexpected keyword"):
+            engine.fit("crossscene", epochs=1, options={"gates": False})
+        with pytest.raises(ConfigError, match="takes no options"):
+            engine.fit("pop", options={"dim": 8})
         aligned = engine.align("arts", "office", seed_fraction=0.0, write=True)
         assert aligned["written"] > 0
         result = engine.fit("crossscene", epochs=4, seed=1)
@@ -211,3 +217,35 @@ def test_engine_trains_the_transfer_model_and_its_ablations(sample_store: Path, 
         again = fresh.recommend(user, "office", k=5)
     assert list(again["item_id"]) == list(recs["item_id"])
     assert np.allclose(again["score"], recs["score"], atol=1e-5)
+
+
+def test_item_bias_adds_to_the_scores_and_new_items_get_the_unchosen_mean() -> None:
+    torch.manual_seed(0)
+    plain = CrossSceneGNN(_inputs(), dim=4, item_item=False)
+    biased = CrossSceneGNN(_inputs(), dim=4, item_item=False, item_bias=True)
+    biased.load_state_dict({**plain.state_dict(), "bias": torch.arange(6, dtype=torch.float32)})
+    plain.eval(), biased.eval()
+    u0, i0 = plain()
+    u1, i1 = biased()
+    assert torch.allclose(u1 @ i1.t(), u0 @ i0.t() + torch.arange(6.0), atol=1e-5)
+    # every item of the toy graph has an interaction: a new item gets its scene's lowest bias (3 for scene 1)
+    new = biased.encode_new_items(torch.randn(2, 8), torch.tensor([1, 0]))
+    assert new[:, -1].tolist() == [3.0, 0.0]
+    assert biased.new_item_bias(1) == 3.0
+
+
+def test_cli_fit_options_and_ablation_flags(
+    sample_store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = tmp_path / "store"
+    shutil.copytree(sample_store, store, ignore=shutil.ignore_patterns("cache"))
+    rc = main(["fit", "--store", str(store), "--model", "crossscene", "--option", "gate", "--no-write-back"])
+    assert rc != 0 and "expected KEY=VALUE" in capsys.readouterr().err
+    rc = main(["fit", "--store", str(store), "--model", "crossscene", "--alignment", "--no-write-back"])
+    assert rc != 0 and "scenerec align" in capsys.readouterr().err
+    argv = ["fit", "--store", str(store), "--model", "crossscene", "--scenes", "office", "--epochs", "2"]
+    rc = main([*argv, "--option", "gate=false", "--option", "dim=16", "--seed", "3", "--no-write-back"])
+    assert rc == 0 and "fitted crossscene" in capsys.readouterr().out
+    _, meta = load_artifact(current_generation(store) / MODEL_DIR)
+    assert meta["hyperparameters"]["dim"] == 16 and meta["hyperparameters"]["gate"] is False
+    assert meta["extra"]["scenes"] == ["office"] and meta["extra"]["alignment"] == 0

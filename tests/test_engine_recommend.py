@@ -69,7 +69,13 @@ def test_fit_saves_the_artifact_in_the_live_generation(fitted: dict[str, Any]) -
     folder = current_generation(fitted["store"]) / MODEL_DIR
     meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
     assert meta["model"] == "lightgcn"
-    assert meta["extra"] == {"generation": folder.parent.name, "splits": "stored", "item_item": {}}
+    assert meta["extra"] == {
+        "generation": folder.parent.name,
+        "splits": "stored",
+        "item_item": {},
+        "scenes": None,
+        "alignment": None,
+    }
     assert (folder / "weights.pt").is_file() and (folder / "splits.npz").is_file()
     assert fitted["pop_fit"].best_epoch == 0  # no parameters: evaluated once
     assert 1 <= fitted["lightgcn_fit"].best_epoch <= LIGHTGCN.epochs
@@ -129,7 +135,7 @@ def test_unknown_ids_and_models(fitted: dict[str, Any]) -> None:
             engine.recommend(fitted["user"], "garden")
         with pytest.raises(UnknownIdError, match="garden"):
             engine.evaluate("garden")
-        with pytest.raises(ConfigError, match=r"unknown model 'gat'.*scenegnn, lightgcn, bpr, pop"):
+        with pytest.raises(ConfigError, match=r"unknown model 'gat'.*scenegnn, crossscene, lightgcn, bpr, pop"):
             engine.fit("gat")
         with pytest.raises(ValueError, match="k must be"):
             engine.recommend(fitted["user"], "office", k=0)

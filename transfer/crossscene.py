@@ -80,7 +80,15 @@ class CrossSceneGNN(SceneGNN):
     view_t: Tensor
     scene_block: Tensor
 
-    def __init__(self, inputs: GraphInputs, *, gate: bool = True, view_dropout: float = 0.0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        inputs: GraphInputs,
+        *,
+        gate: bool = True,
+        view_dropout: float = 0.0,
+        item_bias: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(inputs, **kwargs)
         if not 0.0 <= view_dropout < 1.0:
             raise ValueError(f"view_dropout must be in [0, 1), got {view_dropout}")
@@ -92,13 +100,16 @@ class CrossSceneGNN(SceneGNN):
         block = F.one_hot(torch.as_tensor(inputs.item_scene, dtype=torch.long).clamp_min(0), s).float()
         self.register_buffer("scene_block", block, persistent=False)
         self.gate_weight = torch.nn.Parameter(torch.zeros(s, s, d, d)) if gate else None
+        self.item_bias = bool(item_bias)
+        self.bias = torch.nn.Parameter(torch.zeros(self.num_items)) if item_bias else None
 
     def reset_parameters(self) -> None:
         """SceneGNN's initialisation; the gate starts at zero (the shared-users model)."""
         super().reset_parameters()
-        gate = getattr(self, "gate_weight", None)
-        if gate is not None:
-            torch.nn.init.zeros_(gate)
+        for name in ("gate_weight", "bias"):
+            param = getattr(self, name, None)
+            if param is not None:
+                torch.nn.init.zeros_(param)
 
     # ------------------------------------------------------------------ forward
     def propagated(self) -> tuple[Tensor, Tensor]:
@@ -130,6 +141,9 @@ class CrossSceneGNN(SceneGNN):
         user_out = F.normalize(users, dim=-1).permute(1, 0, 2).reshape(users.shape[1], -1)
         unit = F.normalize(items, dim=-1) / self.temperature
         item_out = (self.scene_block.unsqueeze(2) * unit.unsqueeze(1)).reshape(items.shape[0], -1)
+        if self.bias is not None:  # a constant user coordinate times the item's bias
+            user_out = torch.cat([user_out, user_out.new_ones(user_out.shape[0], 1)], dim=1)
+            item_out = torch.cat([item_out, self.bias.unsqueeze(1)], dim=1)
         return user_out, item_out
 
     def forward(self) -> tuple[Tensor, Tensor]:
@@ -150,7 +164,21 @@ class CrossSceneGNN(SceneGNN):
         """SceneGNN's vectors of new items (from text, no retraining), placed in their scene's block (n, S*d)."""
         unit = super().encode_new_items(text, scene)
         block = F.one_hot(torch.as_tensor(scene, dtype=torch.long).clamp_min(0), self.num_scenes).to(unit)
-        return (block.unsqueeze(2) * unit.unsqueeze(1)).reshape(unit.shape[0], -1)
+        out = (block.unsqueeze(2) * unit.unsqueeze(1)).reshape(unit.shape[0], -1)
+        if self.bias is not None:
+            scene_t = torch.as_tensor(scene, dtype=torch.long).clamp_min(0)
+            prior = torch.stack([self.new_item_bias(s) for s in scene_t.tolist()])
+            out = torch.cat([out, prior.unsqueeze(1).to(out)], dim=1)
+        return out
+
+    def new_item_bias(self, scene: int) -> Tensor:
+        """The bias a new item of ``scene`` gets: the mean bias of the scene's items without a training
+        interaction (what the model learnt for an unchosen item), else the scene's lowest bias."""
+        assert self.bias is not None
+        counts = torch.from_numpy(np.bincount(self._train.indices, minlength=self.num_items)).to(self.bias.device)
+        in_scene = self.item_scene_t.clamp_min(0) == scene
+        unchosen = in_scene & (counts == 0)
+        return self.bias[unchosen].mean() if bool(unchosen.any()) else self.bias[in_scene].min()
 
     # ------------------------------------------------------------------ scoring
     def score_histories(self, histories: Sequence[Tensor], user_emb: Tensor, item_emb: Tensor) -> Tensor:
@@ -185,7 +213,7 @@ class CrossSceneGNN(SceneGNN):
         return deepcopy_with_sparse(self, memo, sparse)
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, gate={self.gate}, view_dropout={self.view_dropout}"
+        return f"{super().extra_repr()}, gate={self.gate}, view_dropout={self.view_dropout}, bias={self.item_bias}"
 
 
 register_model_class(CrossSceneGNN)
