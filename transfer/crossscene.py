@@ -22,6 +22,9 @@ Knowledge crosses scenes three ways, each behind a switch for the ablations (see
    that ``W_{t<-s}`` learns to predict a scene from the other scenes alone: the situation of a user who is new to
    the target scene.
 
+``item_bias`` adds a learnt per-item bias to the scores: with cosine scores bounded by ``1 / temperature``,
+popularity (what a user with little history in the target scene falls back on) is hard to express otherwise.
+
 Scores stay dot products of one user and one item vector (the :class:`~scenerec.gnn.models.Recommender` contract):
 :meth:`CrossSceneGNN.forward` returns users as ``[u_1 | ... | u_S]`` (U, S*d) and places each item's vector in the
 block of its scene (I, S*d), so ``user @ item`` is ``cos(u_scene(i), v_i) / temperature``. Items without a scene
@@ -73,6 +76,8 @@ class CrossSceneGNN(SceneGNN):
         gate: learn the per-scene gate ``W_{t<-s}``; without it the model scores like a SceneGNN (with block
             vectors).
         view_dropout: training-time probability of hiding a user's own view of the target scene.
+        item_bias: add a learnt bias per item to its scores (popularity the cosine cannot express; a new item gets
+            :meth:`new_item_bias`).
         **kwargs: SceneGNN's hyper-parameters (``dim``, ``num_layers``, ``temperature``, ``item_ids``, ...).
     """
 
