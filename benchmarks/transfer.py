@@ -182,9 +182,9 @@ def make_split(g: Graph, protocol: str) -> Split:
 
 def restrict(m: CSR, items: np.ndarray) -> CSR:
     """``m`` with only the columns in ``items`` kept (same shape)."""
-    rows, cols = m.rows(), m.indices
-    keep = np.isin(cols, items)
-    return CSR.from_pairs(rows[keep], cols[keep], m.shape)
+    keep = np.zeros(m.shape[1], dtype=bool)
+    keep[items] = True
+    return m.keep_columns(keep)
 
 
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]

@@ -63,6 +63,11 @@ class CSR:
         """Row index of each stored pair, shape (nnz,)."""
         return np.repeat(np.arange(self.shape[0], dtype=np.int64), self.row_counts())
 
+    def keep_columns(self, keep: np.ndarray) -> CSR:
+        """The same matrix with only the pairs whose item ``keep`` (bool, (n_items,)) marks; the shape stays."""
+        mask = np.asarray(keep, dtype=bool)[self.indices]
+        return CSR.from_pairs(self.rows()[mask], self.indices[mask], self.shape)
+
     def select(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Pairs of the rows ``users`` (shape (b,)) as (position in ``users``, column), two arrays of shape (m,)."""
         u = np.asarray(users, dtype=np.int64)

@@ -403,8 +403,8 @@ class SceneGNN(Recommender):
         adapted = self.scene_gamma[scene] * items + self.scene_beta[scene]
         return torch.where((self.item_scene_t >= 0).unsqueeze(1), adapted, items)
 
-    def forward(self) -> tuple[Tensor, Tensor]:
-        """Unit user vectors (U, d) and item vectors of norm ``1 / temperature`` (I, d)."""
+    def propagated(self) -> tuple[Tensor, Tensor]:
+        """User vectors (U, d) and scene-adapted item vectors (I, d) after propagation, before normalisation."""
         x = torch.cat([self.user_embedding.weight, self.item_inputs()])
         out = x
         for _ in range(self.num_layers):
@@ -412,7 +412,11 @@ class SceneGNN(Recommender):
             out = out + x
         out = out / (self.num_layers + 1)
         users, items = torch.split(out, [self.num_users, self.num_items])
-        items = self._film(items)
+        return users, self._film(items)
+
+    def forward(self) -> tuple[Tensor, Tensor]:
+        """Unit user vectors (U, d) and item vectors of norm ``1 / temperature`` (I, d)."""
+        users, items = self.propagated()
         return F.normalize(users, dim=-1), F.normalize(items, dim=-1) / self.temperature
 
     def encode_new_items(self, text: Tensor, scene: Tensor) -> Tensor:

@@ -493,8 +493,6 @@ class Engine:
         self, splits: dict[str, CSR], item_scene: np.ndarray, scenes: Sequence[str]
     ) -> dict[str, CSR]:
         """``splits`` with the training and validation pairs of other scenes' items dropped (test kept whole)."""
-        from scenerec.gnn import CSR
-
         if isinstance(scenes, str) or not scenes:
             raise ValueError("scenes must be a non-empty list of scene ids")
         for scene in scenes:
@@ -502,9 +500,7 @@ class Engine:
         keep_items = np.isin(item_scene, [self.idmap.index("scene", s) for s in scenes])
         out = dict(splits)
         for name in ("train", "valid"):
-            csr = splits[name]
-            keep = keep_items[csr.indices]
-            out[name] = CSR.from_pairs(csr.rows()[keep], csr.indices[keep], csr.shape)
+            out[name] = splits[name].keep_columns(keep_items)
         if out["train"].nnz == 0:
             raise ConfigError(f"{self.path}: no training interactions in scenes {', '.join(scenes)}")
         return out

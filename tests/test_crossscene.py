@@ -249,3 +249,12 @@ def test_cli_fit_options_and_ablation_flags(
     _, meta = load_artifact(current_generation(store) / MODEL_DIR)
     assert meta["hyperparameters"]["dim"] == 16 and meta["hyperparameters"]["gate"] is False
     assert meta["extra"]["scenes"] == ["office"] and meta["extra"]["alignment"] == 0
+
+
+def test_csr_keep_columns_keeps_the_marked_items_and_the_shape() -> None:
+    train = _inputs().train
+    office = train.keep_columns(SCENE == 1)
+    assert office.shape == train.shape
+    assert sorted(zip(office.rows().tolist(), office.indices.tolist(), strict=True)) == [
+        (u, i) for u, i in sorted(PAIRS) if SCENE[i] == 1
+    ]

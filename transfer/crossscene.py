@@ -45,7 +45,7 @@ from torch import Tensor
 from scenerec.gnn import GraphInputs, SceneGNN
 from scenerec.gnn.evaluate import CSR
 from scenerec.gnn.models import deepcopy_with_sparse
-from scenerec.gnn.propagation import propagate, spmm
+from scenerec.gnn.propagation import spmm
 from scenerec.gnn.train import register_model_class
 
 __all__ = ["CrossSceneGNN", "scene_views"]
@@ -117,17 +117,6 @@ class CrossSceneGNN(SceneGNN):
                 torch.nn.init.zeros_(param)
 
     # ------------------------------------------------------------------ forward
-    def propagated(self) -> tuple[Tensor, Tensor]:
-        """Shared user vectors ``h`` (U, d) and scene-adapted item vectors (I, d), before normalisation."""
-        x = torch.cat([self.user_embedding.weight, self.item_inputs()])
-        out = x
-        for _ in range(self.num_layers):
-            x = propagate(self.adj, x)
-            out = out + x
-        out = out / (self.num_layers + 1)
-        users, items = torch.split(out, [self.num_users, self.num_items])
-        return users, self._film(items)
-
     def gated_users(self, shared: Tensor, views: Tensor, keep_own: Tensor | None = None) -> Tensor:
         """``u_t = h + sum_s W_{t<-s} k_s`` for every scene t: ``shared`` (b, d), ``views`` (S, b, d) -> (S, b, d).
 
@@ -172,8 +161,9 @@ class CrossSceneGNN(SceneGNN):
         out = (block.unsqueeze(2) * unit.unsqueeze(1)).reshape(unit.shape[0], -1)
         if self.bias is not None:
             scene_t = torch.as_tensor(scene, dtype=torch.long).clamp_min(0)
-            prior = torch.stack([self.new_item_bias(s) for s in scene_t.tolist()])
-            out = torch.cat([out, prior.unsqueeze(1).to(out)], dim=1)
+            prior = {s: self.new_item_bias(s) for s in set(scene_t.tolist())}  # once per scene
+            column = torch.stack([prior[s] for s in scene_t.tolist()]) if len(scene_t) else out.new_zeros(0)
+            out = torch.cat([out, column.unsqueeze(1).to(out)], dim=1)
         return out
 
     def new_item_bias(self, scene: int) -> Tensor:
