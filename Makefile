@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck install bench clean
+.PHONY: demo test lint typecheck install chromium bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,15 @@ typecheck: $(STAMP)
 	for d in loaders kg llm gnn transfer; do ln -s ../../$$d .typecheck/scenerec/$$d; done
 	cd .typecheck && ../$(VENV)/bin/mypy -p scenerec
 
-test: lint typecheck
+# Headless Chromium (Debian's `chromium` package) for tests/test_report.py, which renders the HTML report.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null 2>&1; then SUDO=sudo; \
+		else echo "chromium is missing and neither root nor sudo can install it: apt-get install chromium" >&2; exit 1; fi; \
+		$$SUDO apt-get update -q && $$SUDO env DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -q --no-install-recommends chromium; }
+
+test: lint typecheck chromium
 	$(PY) -m pytest -q
 
 bench: $(STAMP)

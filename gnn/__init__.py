@@ -4,6 +4,7 @@ softmax training with early stopping."""
 
 from scenerec.gnn.data import SPLIT_CODES, build_hetero, validate
 from scenerec.gnn.evaluate import CSR, Interactions, ScoreFn, evaluate_scores
+from scenerec.gnn.extend import ExtendedRecommender
 from scenerec.gnn.metrics import (
     METRICS,
     hit_at_k,
@@ -36,6 +37,7 @@ __all__ = [
     "LOSSES",
     "METRICS",
     "SPLIT_CODES",
+    "ExtendedRecommender",
     "FitResult",
     "GraphInputs",
     "Interactions",

@@ -79,12 +79,16 @@ class Recommender(torch.nn.Module):
         propagation step from the items to a new user node); an empty history scores every item 0.
         ``user_emb`` is the output of :meth:`forward` (unused here, but models may use it).
         """
+        return self.history_vectors(histories, user_emb, item_emb) @ item_emb.t()
+
+    def history_vectors(self, histories: Sequence[Tensor], user_emb: Tensor, item_emb: Tensor) -> Tensor:
+        """The vectors (b, d) :meth:`score_histories` gives b new users (in the space of ``user_emb``), so that
+        items the model never saw can be scored for them too. Default: the mean of the history's item vectors."""
         rows = []
         for items in histories:
             items = items.to(item_emb.device).long()
             rows.append(item_emb[items].mean(0) if items.numel() else item_emb.new_zeros(item_emb.shape[1]))
-        users = torch.stack(rows) if rows else item_emb.new_zeros(0, item_emb.shape[1])
-        return users @ item_emb.t()
+        return torch.stack(rows) if rows else item_emb.new_zeros(0, item_emb.shape[1])
 
     def reset_parameters(self) -> None:
         """Re-initialises all trainable parameters (none in the base class)."""
@@ -123,6 +127,10 @@ class MostPopular(Recommender):
     def score_histories(self, histories: Sequence[Tensor], user_emb: Tensor, item_emb: Tensor) -> Tensor:
         """The counts (b, I) for every new user, whatever its history."""
         return item_emb[:, 0].unsqueeze(0).expand(len(histories), -1)
+
+    def history_vectors(self, histories: Sequence[Tensor], user_emb: Tensor, item_emb: Tensor) -> Tensor:
+        """Ones (b, 1): every user's score of an item is its count."""
+        return item_emb.new_ones(len(histories), 1)
 
 
 class BPRMF(Recommender):

@@ -467,14 +467,17 @@ class SceneGNN(Recommender):
 
     def score_histories(self, histories: Sequence[Tensor], user_emb: Tensor, item_emb: Tensor) -> Tensor:
         """New users: the unit mean of their history's unit item vectors as the user vector, plus the item-item term."""
+        base = self.history_vectors(histories, user_emb, item_emb) @ item_emb.t()
+        return base + self.item_item_scores(self._history_rows(histories, base.device))
+
+    def history_vectors(self, histories: Sequence[Tensor], user_emb: Tensor, item_emb: Tensor) -> Tensor:
+        """New users' vectors (b, d): the unit mean of their history's unit item vectors."""
         rows = []
         unit = F.normalize(item_emb, dim=-1)
         for items in histories:
             items = items.to(unit.device).long()
             rows.append(unit[items].mean(0) if items.numel() else unit.new_zeros(unit.shape[1]))
-        users = F.normalize(torch.stack(rows), dim=-1) if rows else unit.new_zeros(0, unit.shape[1])
-        base = users @ item_emb.t()
-        return base + self.item_item_scores(self._history_rows(histories, base.device))
+        return F.normalize(torch.stack(rows), dim=-1) if rows else unit.new_zeros(0, unit.shape[1])
 
     def regularized(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
         """L2 penalty of the batch's user embeddings and item id embeddings (where it has them)."""

@@ -16,6 +16,7 @@ from scenerec.kg.rebuild import (
 from scenerec.kg.schema import NODES, RELS, check_label, check_property, check_rel
 from scenerec.kg.store import EdgeIndex, GraphStore, LoadStats, Subgraph
 from scenerec.kg.tables import EdgeTable, GraphTables, build_tables
+from scenerec.kg.update import UpdateReport, update
 
 __all__ = [
     "NODES",
@@ -30,6 +31,7 @@ __all__ = [
     "NodeVectors",
     "RebuildReport",
     "Subgraph",
+    "UpdateReport",
     "build_tables",
     "check_label",
     "check_property",
@@ -40,4 +42,5 @@ __all__ = [
     "open_store",
     "read_manifest",
     "rebuild",
+    "update",
 ]

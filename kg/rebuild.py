@@ -274,10 +274,7 @@ def rebuild(
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise
-    tmp = store / f".{CURRENT}.{os.getpid()}"
-    tmp.write_text(name + "\n", encoding="utf-8")
-    os.replace(tmp, store / CURRENT)
-    _prune(store, keep_generations)
+    switch_generation(store, name, keep_generations)
     return RebuildReport(
         store=store,
         generation=name,
@@ -296,6 +293,15 @@ def _neo4j_public(graph: GraphStore | None, cfg: Neo4jConfig | None) -> dict[str
     if graph is not None:
         return {"uri": str(getattr(graph, "uri", "")), "user": None, "database": getattr(graph, "database", None)}
     return (cfg or Neo4jConfig.from_env()).public()
+
+
+def switch_generation(store: Path, name: str, keep: int = 2) -> None:
+    """Make the complete generation ``name`` live (``CURRENT`` replaced by an atomic rename), then keep only the
+    ``keep`` newest generations."""
+    tmp = store / f".{CURRENT}.{os.getpid()}"
+    tmp.write_text(name + "\n", encoding="utf-8")
+    os.replace(tmp, store / CURRENT)
+    _prune(store, keep)
 
 
 def _prune(store: Path, keep: int) -> None:

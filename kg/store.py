@@ -289,13 +289,64 @@ class GraphStore(abc.ABC):
             raise StoreError(f"{len(rows) - done} of the items given a scene are not in the store")
         return done
 
+    # ---------------------------------------------------------------- incremental updates
+    def set_node_properties(self, label: str, rows: pd.DataFrame) -> int:
+        """Overwrite properties of existing nodes of ``label``: ``rows`` has ``id`` and any of the label's other
+        schema properties (missing values become null). Every id must exist: otherwise :class:`StoreError` is raised
+        before anything is written. Returns the nodes updated."""
+        nt = check_label(label)
+        cols = [c for c in rows.columns if c != "id"]
+        unknown = [c for c in cols if c not in nt.columns]
+        if "id" not in rows.columns or unknown:
+            raise SchemaError(f"rows for :{label} need an id column and schema properties only (not {unknown})")
+        if rows.empty or not cols:
+            return 0
+        absent = self._missing(label, rows["id"].astype(str))
+        if absent:
+            raise StoreError(f"no :{label} node with id {', '.join(map(repr, absent[:5]))}; nothing was updated")
+        records = check_rows(rows[["id", *cols]].astype(object).to_dict("records"))
+        done = 0
+        for sets, group in _set_groups("n", cols, records):  # names checked against the schema above
+            for start in range(0, len(group), 500):
+                df = self.query(
+                    f"UNWIND $rows AS row MATCH (n:{label}) WHERE n.id = row.id SET {sets} RETURN count(n) AS n",
+                    rows=group[start : start + 500],
+                )
+                done += int(df["n"].iloc[0]) if len(df) else 0
+        return done
+
+    def set_interaction_properties(self, rows: pd.DataFrame) -> int:
+        """Overwrite ``weight``, ``timestamp`` and ``rating`` of existing ``INTERACTED`` relationships, found by
+        ``user``, ``item`` and ``split`` (columns of ``rows``). Returns the relationships updated; a row that
+        matches none raises :class:`StoreError` (the rows before it stay written)."""
+        need = ["user", "item", "split", "weight", "timestamp", "rating"]
+        missing = [c for c in need if c not in rows.columns]
+        if missing:
+            raise SchemaError(f"interaction rows lack columns {missing}")
+        records = check_rows(rows[need].astype(object).to_dict("records"))
+        done = 0
+        for sets, group in _set_groups("r", ["weight", "timestamp", "rating"], records):
+            for start in range(0, len(group), 500):
+                batch = group[start : start + 500]
+                df = self.query(
+                    "UNWIND $rows AS row MATCH (u:User)-[r:INTERACTED]->(i:Item) "
+                    f"WHERE u.id = row.user AND i.id = row.item AND r.split = row.split SET {sets} RETURN count(r) AS n",
+                    rows=batch,
+                )
+                n = int(df["n"].iloc[0]) if len(df) else 0
+                if n != len(batch):
+                    raise StoreError(f"{len(batch) - n} of {len(batch)} interactions to update are not in the store")
+                done += n
+        return done
+
     # ---------------------------------------------------------------- recommender write-back
-    def write_recommendations(self, rows: pd.DataFrame) -> int:
+    def write_recommendations(self, rows: pd.DataFrame, users: Sequence[str] | None = None) -> int:
         """Replace every ``(:User)-[:RECOMMENDED]->(:Item)`` relationship of the graph by ``rows``.
 
         ``rows``: columns ``user``, ``item``, ``score`` (finite), ``rank`` (positive integer), ``model`` (name);
         one row per (user, item). Every user and item must exist: otherwise :class:`StoreError` is raised before
         anything is deleted. An empty ``rows`` removes all recommendations. Returns the relationships written.
+        ``users``: replace only these users' relationships (every row must be one of theirs); the others stay.
         """
         cols = ["user", "item", "score", "rank", "model"]
         missing = [c for c in cols if c not in rows.columns]
@@ -326,7 +377,21 @@ class GraphStore(abc.ABC):
                 raise StoreError(
                     f"no :{label} node with id {', '.join(map(repr, absent))}; cannot write recommendations for it"
                 )
-        self._delete_relationships("RECOMMENDED", "User", "Item")
+        if users is None:
+            self._delete_relationships("RECOMMENDED", "User", "Item")
+        else:
+            chosen = [str(u) for u in users]
+            stray = sorted(set(frame["from"]) - set(chosen))
+            if stray:
+                raise SchemaError(f"recommendation rows for user {stray[0]!r}, which is not among the users replaced")
+            absent = self._missing("User", pd.Series(chosen, dtype=object)) if chosen else []
+            if absent:
+                raise StoreError(f"no :User node with id {', '.join(map(repr, absent))}; nothing was replaced")
+            for start in range(0, len(chosen), 500):
+                self.query(
+                    "MATCH (u:User)-[r:RECOMMENDED]->(:Item) WHERE u.id IN $users DELETE r",
+                    users=chosen[start : start + 500],
+                )
         return self.load_edges(EdgeTable("RECOMMENDED", "User", "Item", frame))
 
     # ---------------------------------------------------------------- entity alignment write-back
@@ -590,6 +655,78 @@ class GraphStore(abc.ABC):
             ["hops", "label", "id"], ignore_index=True
         )
 
+    def explanation_paths(self, user_id: str, item_id: str, limit: int = 200) -> list[dict[str, Any]]:
+        """Graph paths from user ``user_id`` to item ``item_id``: the candidate explanations of a recommendation.
+
+        Each path starts with one of the user's interactions (an ``INTERACTED`` relationship whose ``split`` is
+        not ``'test'``; a null or empty split counts) with an item other than the target, then reaches the target:
+
+        ==================  =============================================================================
+        kind                path
+        ==================  =============================================================================
+        ``shared_entity``   user -INTERACTED-> item -RELATED- entity -RELATED- target
+        ``related_item``    user -INTERACTED-> item -RELATED- target
+        ``co_interaction``  user -INTERACTED-> item <-INTERACTED- other user -INTERACTED-> target
+        ``same_as``         user -INTERACTED-> item -SAME_AS- target
+        ``same_as_entity``  user -INTERACTED-> item -SAME_AS- item -RELATED- entity -RELATED- target
+        ``aligned_entity``  user -INTERACTED-> item -RELATED- entity -SAME_AS- entity -RELATED- target
+        ==================  =============================================================================
+
+        ``RELATED`` and ``SAME_AS`` hops are followed in either direction; every ``INTERACTED`` hop (the other
+        user's too) skips test interactions; no item but the last is the target. One parameterised query per kind,
+        each returning at most ``limit`` paths (ordered by their node ids, so the cut is the same on every backend).
+
+        Returns a list of ``{"kind", "nodes", "relations", "hop_scores"}``: ``nodes`` in path order, each
+        ``{"label", "id", "name"}`` (name: the user id, the item title, the entity name; ``""`` when missing),
+        ``relations`` the relationship types in path order (``RELATED`` as ``"RELATED:<relation>"``; a hop walked
+        against its direction keeps its type), ``hop_scores`` the ``score`` property of each relationship
+        (``SAME_AS``; ``None`` for the others or when missing). Kinds come in the order of the table, paths of a
+        kind in the order of their node ids. Raises :class:`UnknownIdError` for an unknown user or item.
+        """
+        if not isinstance(limit, int) or limit < 1:
+            raise ValueError("limit must be a positive integer")
+        ends: dict[str, dict[str, str]] = {}
+        for var, label, ident in (("u", "User", user_id), ("t", "Item", item_id)):
+            name = _NAME_PROPERTY[label]
+            df = self.query(f"MATCH (n:{label}) WHERE n.id = $id RETURN n.{name} AS name", id=str(ident))
+            if df.empty:
+                raise UnknownIdError(NODES[label].kind, str(ident))
+            ends[var] = {"label": label, "id": str(ident), "name": _text(df["name"].iloc[0])}
+        paths: list[dict[str, Any]] = []
+        for path in _EXPLANATION_PATHS:
+            inner = [(v, lb) for v, lb in path.nodes if v not in ends]
+            rel_cols = [(v, t, _REL_PROPERTY[t]) for v, t in path.rels if t in _REL_PROPERTY]
+            where = ["u.id = $user", "t.id = $item"]
+            where += [f"{v}.id <> t.id" for v, lb in inner if lb == "Item"]
+            where += [f"({v}.split IS NULL OR {v}.split <> 'test')" for v, t in path.rels if t == "INTERACTED"]
+            where += list(path.where)
+            returns = [f"{v}.id AS {v}_id, {v}.{_NAME_PROPERTY[lb]} AS {v}_name" for v, lb in inner]
+            returns += [f"{v}.{prop} AS {v}_{prop}" for v, _, prop in rel_cols]
+            order = [f"{v}_id" for v, _ in inner] + [f"{v}_{prop}" for v, _, prop in rel_cols]
+            df = self.query(
+                f"MATCH {path.pattern} WHERE {' AND '.join(where)} "
+                f"RETURN DISTINCT {', '.join(returns)} ORDER BY {', '.join(order)} LIMIT $limit",
+                user=str(user_id),
+                item=str(item_id),
+                limit=limit,
+            )
+            for row in df.to_dict("records"):
+                nodes = [
+                    ends[v] if v in ends else {"label": lb, "id": str(row[f"{v}_id"]), "name": _text(row[f"{v}_name"])}
+                    for v, lb in path.nodes
+                ]
+                relations: list[str] = []
+                hop_scores: list[float | None] = []
+                for v, t in path.rels:
+                    value = row.get(f"{v}_{_REL_PROPERTY.get(t, '')}")
+                    if t == "RELATED":
+                        relations.append(f"RELATED:{_text(value)}" if _text(value) else "RELATED")
+                    else:
+                        relations.append(t)
+                    hop_scores.append(_number(value) if t == "SAME_AS" else None)
+                paths.append({"kind": path.kind, "nodes": nodes, "relations": relations, "hop_scores": hop_scores})
+        return paths
+
     def _edges_between(self, rel: str, src: str, dst: str, where: str = "", **params: Any) -> pd.DataFrame:
         rt = check_rel(rel, src, dst)
         props = "".join(f", r.{c} AS {c}" for c in rt.columns)
@@ -712,6 +849,86 @@ class GraphStore(abc.ABC):
         return EdgeIndex(idmap=idmap, edges=edges, item_scene=item_scene)
 
 
+@dataclass(frozen=True)
+class _PathQuery:
+    """One kind of :meth:`GraphStore.explanation_paths`: a MATCH pattern from the user ``u`` to the target item
+    ``t``, its node variables with their labels and its relationship variables with their types, in path order
+    (all names written here, none from input)."""
+
+    kind: str
+    pattern: str
+    nodes: tuple[tuple[str, str], ...]
+    rels: tuple[tuple[str, str], ...]
+    where: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for _, label in self.nodes:
+            check_label(label)
+        for _, rel in self.rels:
+            check_rel(rel)
+
+
+_EXPLANATION_PATHS = (
+    _PathQuery(
+        "shared_entity",
+        "(u:User)-[r0:INTERACTED]->(i:Item)-[r1:RELATED]-(e:Entity)-[r2:RELATED]-(t:Item)",
+        (("u", "User"), ("i", "Item"), ("e", "Entity"), ("t", "Item")),
+        (("r0", "INTERACTED"), ("r1", "RELATED"), ("r2", "RELATED")),
+    ),
+    _PathQuery(
+        "related_item",
+        "(u:User)-[r0:INTERACTED]->(i:Item)-[r1:RELATED]-(t:Item)",
+        (("u", "User"), ("i", "Item"), ("t", "Item")),
+        (("r0", "INTERACTED"), ("r1", "RELATED")),
+    ),
+    _PathQuery(
+        "co_interaction",
+        "(u:User)-[r0:INTERACTED]->(i:Item)<-[r1:INTERACTED]-(v:User)-[r2:INTERACTED]->(t:Item)",
+        (("u", "User"), ("i", "Item"), ("v", "User"), ("t", "Item")),
+        (("r0", "INTERACTED"), ("r1", "INTERACTED"), ("r2", "INTERACTED")),
+        ("v.id <> u.id",),
+    ),
+    _PathQuery(
+        "same_as",
+        "(u:User)-[r0:INTERACTED]->(i:Item)-[r1:SAME_AS]-(t:Item)",
+        (("u", "User"), ("i", "Item"), ("t", "Item")),
+        (("r0", "INTERACTED"), ("r1", "SAME_AS")),
+    ),
+    _PathQuery(
+        "same_as_entity",
+        "(u:User)-[r0:INTERACTED]->(i:Item)-[r1:SAME_AS]-(j:Item)-[r2:RELATED]-(e:Entity)-[r3:RELATED]-(t:Item)",
+        (("u", "User"), ("i", "Item"), ("j", "Item"), ("e", "Entity"), ("t", "Item")),
+        (("r0", "INTERACTED"), ("r1", "SAME_AS"), ("r2", "RELATED"), ("r3", "RELATED")),
+        ("j.id <> i.id",),
+    ),
+    _PathQuery(
+        "aligned_entity",
+        "(u:User)-[r0:INTERACTED]->(i:Item)-[r1:RELATED]-(e:Entity)-[r2:SAME_AS]-(f:Entity)-[r3:RELATED]-(t:Item)",
+        (("u", "User"), ("i", "Item"), ("e", "Entity"), ("f", "Entity"), ("t", "Item")),
+        (("r0", "INTERACTED"), ("r1", "RELATED"), ("r2", "SAME_AS"), ("r3", "RELATED")),
+        ("f.id <> e.id",),
+    ),
+)
+#: The property that names a node in an explanation path, per label.
+_NAME_PROPERTY = {"User": "id", "Item": "title", "Entity": "name"}
+#: The relationship property an explanation path reports, per type (RELATED: its name; SAME_AS: its score).
+_REL_PROPERTY = {"RELATED": "relation", "SAME_AS": "score"}
+
+
+def _text(value: Any) -> str:
+    """A property value as text; ``""`` for null or NaN."""
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(value)
+
+
+def _number(value: Any) -> float | None:
+    """A property value as a float; ``None`` for null or NaN."""
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return float(value)
+
+
 def _alignment_filter(scenes: tuple[str, str] | None) -> tuple[str, dict[str, Any]]:
     """The extra ``WHERE`` text (``a`` and ``b`` the ends) and parameters restricting alignments to two scenes."""
     if scenes is None:
@@ -727,6 +944,21 @@ def _check_vectors(label: str, vectors: Any, n: int) -> np.ndarray:
     if not np.isfinite(arr).all():
         raise SchemaError(f"embeddings of :{label} contain NaN or infinite values")
     return arr
+
+
+def _set_groups(var: str, cols: Sequence[str], records: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """``records`` grouped by which of ``cols`` are null, each group with its ``SET`` clause: a null is written as
+    the literal ``NULL`` (a parameter list whose values are all null has no type that an embedded store accepts)."""
+    groups: dict[tuple[bool, ...], list[dict[str, Any]]] = {}
+    for r in records:
+        groups.setdefault(tuple(r.get(c) is None for c in cols), []).append(r)
+    out = []
+    for nulls, group in groups.items():
+        sets = ", ".join(
+            f"{var}.{c} = NULL" if null else f"{var}.{c} = row.{c}" for c, null in zip(cols, nulls, strict=True)
+        )
+        out.append((sets, group))
+    return out
 
 
 def check_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -150,6 +150,35 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_update(args: argparse.Namespace) -> int:
+    from scenerec.engine import Engine
+    from scenerec.loaders import LoadOptions
+
+    options = LoadOptions(scene=args.scene, min_rating=args.min_rating)
+    progress = _Progress(args.quiet)
+    try:
+        with Engine.open(args.store, read_only=False) as engine:
+            out = engine.update(args.dataset, format=args.format, options=options, k=args.write_k, progress=progress)
+    finally:
+        progress.close()
+    if args.output == "json":
+        print(json.dumps(out))
+        return 0
+    print(f"updated {out['store']} from {out['dataset']} ({out['format']}): generation {out['generation']}")
+    rows = [{"table": t, "added": n, "changed": out["changed"].get(t, "")} for t, n in out["added"].items()]
+    _print_frame(pd.DataFrame(rows), "table")
+    print(f"texts embedded: {out['embedded']}; rejected or merged rows of the update: {out['rejects']}")
+    if out["model"]:
+        print(
+            f"model {out['model']} extended without retraining; RECOMMENDED edges refreshed for "
+            f"{out['refreshed_users']} users ({out['recommended']} edges)"
+        )
+    else:
+        print("no trained model in the store: nothing to refresh (run `scenerec fit`)")
+    print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in out["seconds"].items()))
+    return 0
+
+
 def cmd_query(args: argparse.Namespace) -> int:
     from scenerec.kg import open_store
 
@@ -305,15 +334,72 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         items = [part.strip() for part in args.items.split(",") if part.strip()]
         if not items:
             raise ScenerecError(f"--items {args.items!r}: expected item ids separated by commas")
+        if args.explain:
+            raise ScenerecError("--explain needs --user: a new user given by --items has no paths in the graph")
     with Engine.open(args.store) as engine:
         try:
             if items is not None:
                 recs = engine.recommend_for_items(items, args.scene, k=args.k)
             else:
-                recs = engine.recommend(args.user, args.scene, k=args.k)
+                recs = engine.recommend(args.user, args.scene, k=args.k, explain=args.explain, max_paths=args.max_paths)
         except ValueError as exc:
             raise ScenerecError(str(exc)) from None
+    if args.explain and args.format == "table" and not recs.empty:
+        lines = recs.drop(columns="explanation").to_string(index=False).splitlines()
+        print(lines[0])
+        for line, paths in zip(lines[1:], recs["explanation"], strict=True):
+            print(line)
+            _print_paths(paths, indent="    ")
+        return 0
     _print_frame(recs, args.format)
+    return 0
+
+
+def _node_text(node: dict[str, Any]) -> str:
+    """``item 12 "title"``, ``entity brand:sakura``, ``user A7PV`` (long titles cut)."""
+    text = f"{node['label'].lower()} {node['id']}"
+    if node["label"] == "Item" and node["name"]:
+        name = node["name"] if len(node["name"]) <= 50 else node["name"][:47] + "..."
+        text += f' "{name}"'
+    return text
+
+
+def _path_text(path: dict[str, Any]) -> str:
+    """One explanation path on one line: ``user A -INTERACTED-> item 12 "..." -RELATED:brand- entity brand:x``
+    (``INTERACTED`` points from the user to the item; ``RELATED`` and ``SAME_AS`` are shown without a direction)."""
+    nodes = path["nodes"]
+    parts = [_node_text(nodes[0])]
+    for prev, rel, node in zip(nodes, path["relations"], nodes[1:], strict=False):
+        if rel == "INTERACTED":
+            parts.append(f"-{rel}->" if prev["label"] == "User" else f"<-{rel}-")
+        else:
+            parts.append(f"-{rel}-")
+        parts.append(_node_text(node))
+    return " ".join(parts)
+
+
+def _print_paths(paths: list[dict[str, Any]], indent: str = "") -> None:
+    if not paths:
+        print(f"{indent}(no path in the graph)")
+    for n, path in enumerate(paths, 1):
+        via = f" (and {path['support'] - 1} more users)" if path.get("support", 1) > 1 else ""
+        print(f"{indent}{n}. {path['score']:.4f} {path['kind']}: {_path_text(path)}{via}")
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from scenerec.engine import Engine
+
+    with Engine.open(args.store) as engine:
+        try:
+            paths = engine.explain(args.user, args.item, max_paths=args.max_paths)
+        except ValueError as exc:
+            raise ScenerecError(str(exc)) from None
+        source = engine.item_vectors()[1] if args.format == "table" else ""
+    if args.format == "json":
+        print(json.dumps(paths, ensure_ascii=False))
+        return 0
+    print(f"paths from user {args.user} to item {args.item}, scored in the {source} item space")
+    _print_paths(paths)
     return 0
 
 
@@ -374,6 +460,18 @@ def cmd_align(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from scenerec.report import make_report
+
+    report = make_report(args.store)
+    path = report.write(args.out)
+    size = path.stat().st_size
+    print(f"wrote {path} ({size / 1024:,.0f} KiB, {report.images} image{'s' if report.images != 1 else ''})")
+    for section in report.sections:
+        print(f"  {section.title}: {section.summary}")
+    return 0
+
+
 def cmd_formats(args: argparse.Namespace) -> int:
     from scenerec.loaders import LOADERS, available_formats
 
@@ -404,10 +502,21 @@ DEMO_QUERIES: list[tuple[str, str, dict[str, Any]]] = [
 ]
 
 
-#: The recommender ``make demo`` trains, with a fixed seed and at most :data:`DEMO_EPOCHS` epochs.
-DEMO_MODEL = "scenegnn"
+#: ``make demo`` trains with a fixed seed and at most :data:`DEMO_EPOCHS` epochs, with :data:`DEMO_TARGET` as the
+#: target scene of the transfer ablation.
 DEMO_SEED = 2020
 DEMO_EPOCHS = 50
+DEMO_TARGET = "office"
+#: The models ``make demo`` trains (variant, model, ``Engine.fit`` keywords): the transfer ablation of
+#: ``benchmarks/transfer.py``; the full model comes last, so it is the one saved, written back and explained.
+DEMO_VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
+    ("most popular", "pop", {}),
+    ("target scene only (no transfer)", "crossscene", {"scenes": [DEMO_TARGET], "options": {"gate": False}}),
+    ("shared users", "crossscene", {"alignment": False, "options": {"gate": False}}),
+    ("+ entity alignment", "crossscene", {"options": {"gate": False}}),
+    ("+ gate: crossscene (full transfer)", "crossscene", {}),
+]
+DEMO_MODEL = DEMO_VARIANTS[-1][1]
 #: One Cypher query that serves a user's written-back recommendations in a scene.
 DEMO_SERVE = (
     "MATCH (u:User {id: $user})-[r:RECOMMENDED]->(i:Item) WHERE i.scene = $scene "
@@ -415,41 +524,75 @@ DEMO_SERVE = (
 )
 
 
-def _demo_recommenders(store: str) -> None:
-    """Train the most-popular baseline and :data:`DEMO_MODEL`, compare them per scene, write back, show examples."""
+def _demo_align(store: str, steps: list[tuple[str, float, str]]) -> None:
+    """Align the sample's two scenes (no gold pairs: training-free text + structure, CSLS, mutual nearest)."""
     from scenerec.engine import Engine
 
-    columns = ["model", "scene", "users", "recall@10", "ndcg@10", "recall@20", "ndcg@20"]
+    t0 = time.perf_counter()
+    with Engine.open(store, read_only=False) as engine:
+        left, right = engine.store.scene_ids()[:2]
+        result = engine.align(left, right, seed_fraction=0.0, seed=DEMO_SEED)
+        pairs = result.pairs
+    print(f"\n== Entity alignment {left} <-> {right}: the same things under different ids (SAME_AS edges)")
+    summary = result.summary
+    print(
+        f"   {summary['pairs']} pairs accepted (calibrated score >= {summary.get('threshold', 0.5)}), "
+        f"{summary['written']} written as SAME_AS, {len(result.review)} below the threshold listed for review; "
+        f"{summary['shared_users']} users are shared by the scenes"
+    )
+    if len(pairs):
+        show = pairs.sort_values("score", ascending=False).head(5)
+        _print_frame(show[["kind_left", "name_left", "name_right", "score"]].round({"score": 3}), "table")
+    seconds = time.perf_counter() - t0
+    steps.append(("align", seconds, f"{summary['written']} SAME_AS pairs between {left} and {right}"))
+
+
+def _demo_recommenders(store: str, steps: list[tuple[str, float, str]]) -> None:
+    """Train the transfer ablation, compare it per scene, write back, recommend with explanations."""
+    from scenerec.engine import Engine
+
+    columns = ["variant", "scene", "users", "recall@10", "ndcg@10", "recall@20", "ndcg@20"]
     with Engine.open(store, read_only=False) as engine:
         scenes = engine.store.scene_ids()
         rows = []
-        for name in ("pop", DEMO_MODEL):  # the demo model is fitted last, so it is the one saved and written back
-            result = engine.fit(name, seed=DEMO_SEED, epochs=DEMO_EPOCHS)
-            rows += [{"model": name, **engine.evaluate(scene)} for scene in scenes]
+        t0 = time.perf_counter()
+        for variant, name, kw in DEMO_VARIANTS:
+            result = engine.fit(name, seed=DEMO_SEED, epochs=DEMO_EPOCHS, **kw)
+            rows += [{"variant": variant, **engine.evaluate(scene)} for scene in scenes]
+        steps.append(
+            ("train + evaluate", time.perf_counter() - t0, f"{len(DEMO_VARIANTS)} models x {len(scenes)} scenes")
+        )
         print(
-            f"\n== Recommenders: {DEMO_MODEL} (seed {DEMO_SEED}, best epoch {result.best_epoch} of "
-            f"{len(result.history)}, {result.seconds_total:.1f} s) against the most-popular baseline"
+            f"\n== Transfer into recommendation, target scene {DEMO_TARGET}: with and without transfer "
+            f"(seed {DEMO_SEED}; full model: best epoch {result.best_epoch} of {len(result.history)}, "
+            f"{result.seconds_total:.1f} s)"
         )
         print("   test split, full ranking of each scene's items, the user's train and valid items left out")
-        _print_frame(pd.DataFrame(rows)[columns].round(4), "table")
+        table = pd.DataFrame(rows)[columns].round(4)
+        _print_frame(table, "table")
+        t0 = time.perf_counter()
         written = engine.write_back(k=10)
+        steps.append(("write back", time.perf_counter() - t0, f"{written['edges']} RECOMMENDED edges"))
         print("\n== Write-back: the recommendations and the learnt vectors go into the graph for Cypher users")
         _print_write_back(written)
         users = engine.store.query(
             "MATCH (u:User)-[r:INTERACTED]->(i:Item) WHERE r.split = 'train' "
-            "RETURN u.id AS user, count(i) AS n ORDER BY n DESC, user LIMIT 2"
+            "WITH u, count(DISTINCT i.scene) AS scenes, count(i) AS n WHERE scenes > 1 "
+            "RETURN u.id AS user, n ORDER BY n DESC, user LIMIT 2"
         )["user"].astype(str)
         titles = engine.items().set_index("item_id")["title"]
-        examples = list(zip(users, scenes * 2, strict=False))
-        for user, scene in examples:
-            recs = engine.recommend(user, scene, k=5)
-            recs = recs.assign(title=titles.reindex(recs["item_id"]).to_numpy())
-            print(f"\n== Top 5 {scene} items for user {user} (Engine.recommend)")
-            _print_frame(recs[["rank", "item_id", "score", "title"]].round({"score": 4}), "table")
-        if examples:
-            user, scene = examples[-1]
-            print(f"\n== The same from the graph, one Cypher query (user {user}, scene {scene})\n   {DEMO_SERVE}")
-            _print_frame(engine.store.query(DEMO_SERVE, user=user, scene=scene).round({"score": 4}), "table")
+        t0 = time.perf_counter()
+        for user in users:
+            recs = engine.recommend(user, DEMO_TARGET, k=3, explain=True, max_paths=2)
+            print(f"\n== Top 3 {DEMO_TARGET} items for user {user}, and why (Engine.recommend(..., explain=True))")
+            for row in recs.itertuples(index=False):
+                print(f"  {row.rank}. item {row.item_id} ({row.score:.4f}) {titles.get(row.item_id, '')}")
+                _print_paths(list(row.explanation), indent="       ")
+        steps.append(("explain", time.perf_counter() - t0, f"top 3 with their best 2 paths for {len(users)} users"))
+        if len(users):
+            user = users.iloc[-1]
+            print(f"\n== Served from the graph, one Cypher query (user {user}, scene {DEMO_TARGET})\n   {DEMO_SERVE}")
+            _print_frame(engine.store.query(DEMO_SERVE, user=user, scene=DEMO_TARGET).round({"score": 4}), "table")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -465,7 +608,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         report = build(sample, args.store, progress=progress)
     finally:
         progress.close()
-    print(f"\n== rebuild ({time.perf_counter() - t0:.1f} s)")
+    rebuild_seconds = time.perf_counter() - t0
+    print(f"\n== rebuild ({rebuild_seconds:.1f} s)")
     _print_rebuild(report)
     with open_store(args.store) as store:
         shared = store.shared_entities(limit=8)
@@ -489,14 +633,35 @@ def cmd_demo(args: argparse.Namespace) -> int:
         with Engine.open(args.store) as engine:
             print("\n== Semantic search (text embeddings): 'blue gel pens' among office items")
             _print_frame(engine.search_items("blue gel pens", scene="office", k=5), "table")
-    _demo_recommenders(args.store)
+    steps: list[tuple[str, float, str]] = [("rebuild + embed", rebuild_seconds, _counts_line(report))]
+    _demo_align(args.store, steps)
+    _demo_recommenders(args.store, steps)
+    from scenerec.report import make_report
+
+    t0 = time.perf_counter()
+    page = make_report(args.store)
+    path = page.write(args.report)
+    steps.append(("report", time.perf_counter() - t0, f"{page.images} plots in {path}"))
+    print(f"\n== Summary: what the demo did ({sum(s for _, s, _ in steps):.0f} s)")
+    _print_frame(pd.DataFrame(steps, columns=["step", "seconds", "what"]).round({"seconds": 1}), "table")
+    print(f"\nThe store is {args.store}; the report is {path.resolve()} (open it in a browser).")
     print(f'\nQuery it yourself:  scenerec query --store {args.store} "MATCH (s:Scene) RETURN s.id, s.name"')
     print(f'Search by meaning:  scenerec search --store {args.store} "watercolor paper" -k 5')
     print(
         f"Serve from Cypher:  scenerec query --store {args.store} '{DEMO_SERVE}' --param user=USER --param scene=office"
     )
     print(f"Similar items:      scenerec similar --store {args.store} --item ITEM -k 5")
+    print(f"Why an item:        scenerec explain --store {args.store} --user USER --item ITEM")
+    print(f"Add new data:       scenerec update --store {args.store} NEW_DATA_FOLDER")
     return 0
+
+
+def _counts_line(report: Any) -> str:
+    nodes = sum(report.counts.get("nodes", {}).values())
+    edges = sum(report.counts.get("edges", {}).values())
+    texts = report.features.get("texts", 0)
+    texts = sum(texts.values()) if isinstance(texts, dict) else texts
+    return f"{nodes} nodes, {edges} relationships, {texts} texts embedded"
 
 
 def _add_embed_args(p: argparse.ArgumentParser) -> None:
@@ -526,6 +691,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_embed_args(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_rebuild)
+
+    p = sub.add_parser("update", help="add a dataset's new rows to a store without a rebuild or retraining")
+    p.add_argument("dataset", help="dataset folder or file with the new rows")
+    p.add_argument("--store", required=True, help="an existing store folder (embedded backend)")
+    p.add_argument("--format", default=None, help="dataset format (default: detected; see `scenerec formats`)")
+    p.add_argument("--scene", default=None, help="scene id for single-scene formats")
+    p.add_argument("--min-rating", type=float, default=None, help="drop interactions rated below this")
+    p.add_argument("--write-k", type=int, default=10, help="RECOMMENDED edges per affected user and scene")
+    p.add_argument("--output", default="table", choices=["table", "json"], help="how to print the summary")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_update)
 
     p = sub.add_parser("query", help="run a parameterised Cypher query on the store")
     p.add_argument("cypher")
@@ -614,7 +790,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scene", required=True)
     p.add_argument("-k", type=int, default=10, help="how many items (default 10)")
     p.add_argument("--format", default="table", choices=["table", "json"])
+    p.add_argument("--explain", action="store_true", help="the graph paths behind each row (needs --user)")
+    p.add_argument("--max-paths", type=int, default=3, help="paths per row with --explain (default 3)")
     p.set_defaults(func=cmd_recommend)
+
+    p = sub.add_parser("explain", help="graph paths that connect a user to an item, ranked by the trained model")
+    p.add_argument("--store", required=True)
+    p.add_argument("--user", required=True)
+    p.add_argument("--item", required=True)
+    p.add_argument("--max-paths", type=int, default=3, help="how many paths (default 3)")
+    p.add_argument("--format", default="table", choices=["table", "json"])
+    p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("similar", help="items most similar to an item (trained model, else text embeddings)")
     p.add_argument("--store", required=True)
@@ -644,13 +830,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="table", choices=["table", "json"])
     p.set_defaults(func=cmd_align)
 
+    p = sub.add_parser("report", help="write an HTML report: data, evaluations, ablation, alignment, training")
+    p.add_argument("--store", required=True)
+    p.add_argument("--out", required=True, help="folder for report.html (created; one self-contained file)")
+    p.set_defaults(func=cmd_report)
+
     p = sub.add_parser("formats", help="list the dataset formats")
     p.set_defaults(func=cmd_formats)
 
     p = sub.add_parser(
-        "demo", help="rebuild the bundled sample, show a few queries, train and write back a recommender"
+        "demo",
+        help="the whole pipeline on the bundled sample: rebuild, align, train with and without transfer, explain, report",
     )
     p.add_argument("--store", default="demo-store")
+    p.add_argument("--report", default="demo-report", help="folder of the HTML report")
     p.add_argument("--sample", default=str(SAMPLE))
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     import torch
 
     from scenerec.gnn import CSR, FitResult, GraphInputs, Recommender, TrainConfig
+    from scenerec.loaders import LoadOptions
 
 #: Folder of the trained recommender inside the live generation; :data:`SPLITS_FILE` inside it holds the
 #: train/valid/test pairs and the item -> scene map the model was trained with.
@@ -89,6 +91,24 @@ def _softmax_config() -> TrainConfig:
     from scenerec.gnn import TrainConfig
 
     return TrainConfig(loss="softmax", lr=1e-2, batch_size=256, weight_decay=0.0, patience=20)
+
+
+def _run_label(
+    model: str,
+    scenes: Sequence[str] | None,
+    alignment: bool | None,
+    default_alignment: bool,
+    options: dict[str, Any] | None,
+) -> str:
+    """A readable name of a trained variant: the model name, plus what differs from its defaults, e.g.
+    ``crossscene [scenes=office, gate=False, alignment=off]`` (the run log's and the report's ``label``)."""
+    parts = []
+    if scenes is not None and not isinstance(scenes, str):
+        parts.append("scenes=" + "+".join(map(str, scenes)))
+    parts += [f"{key}={value}" for key, value in sorted((options or {}).items())]
+    if alignment is not None and alignment != default_alignment:
+        parts.append(f"alignment={'on' if alignment else 'off'}")
+    return f"{model} [{', '.join(parts)}]" if parts else model
 
 
 @dataclass(frozen=True)
@@ -184,6 +204,7 @@ class Engine:
         self._items: pd.DataFrame | None = None
         self._model: Recommender | None = None
         self._model_name = ""
+        self._model_label = ""
         self._splits: dict[str, CSR] = {}
         self._item_scene = np.zeros(0, dtype=np.int64)
         self._embeddings: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -348,15 +369,20 @@ class Engine:
         return Interactions.from_frame(frame, self.idmap), index, assigned
 
     def _graph_inputs(
-        self, index: EdgeIndex, train: CSR, links: tuple[np.ndarray, np.ndarray] | None = None
+        self,
+        index: EdgeIndex,
+        train: CSR,
+        links: tuple[np.ndarray, np.ndarray] | None = None,
+        features: dict[str, np.ndarray] | None = None,
     ) -> GraphInputs:
-        """The model inputs: training pairs, scenes, the stored text features and the knowledge-graph facts, plus
-        the item-item ``links`` (edges (2, L), weights (L,)) when given."""
+        """The model inputs: training pairs, scenes, the stored text features (or ``features``) and the
+        knowledge-graph facts, plus the item-item ``links`` (edges (2, L), weights (L,)) when given."""
         import torch
 
         from scenerec.gnn import GraphInputs, build_hetero
 
-        inputs = GraphInputs.from_hetero(build_hetero(index, self.features), train)
+        feats = self.features if features is None else features
+        inputs = GraphInputs.from_hetero(build_hetero(index, feats), train)
         if links is not None and links[0].shape[1]:
             inputs = replace(inputs, item_links=(torch.from_numpy(links[0]), torch.from_numpy(links[1])))
         return inputs
@@ -424,6 +450,7 @@ class Engine:
             cfg = replace(cfg, epochs=epochs)
         splits, index, assigned = self._interaction_splits(cfg.seed)
         item_scene = index.item_scene
+        label = _run_label(model, scenes, None if alignment is None else bool(alignment), spec.alignment, options)
         if scenes is not None:
             splits = self._restrict_to_scenes(splits, item_scene, scenes)
         use_links = spec.alignment if alignment is None else bool(alignment)
@@ -448,6 +475,7 @@ class Engine:
             "item_item": {str(k): v for k, v in report.scenes.items()},
             "scenes": list(scenes) if scenes is not None else None,
             "alignment": int(links[0].shape[1]) if links is not None else None,
+            "label": label,
         }
         save_artifact(tmp, model, recommender, cfg, result, self.idmap, extra=extra)
         arrays = {"item_scene": item_scene}
@@ -459,7 +487,33 @@ class Engine:
         shutil.rmtree(target, ignore_errors=True)
         os.replace(tmp, target)
         self._set_model(model, recommender, splits, item_scene)
+        self._model_label = label
+        self._log_run(
+            "fit",
+            {
+                "model": model,
+                "label": label,
+                "seed": result.seed,
+                "scenes": list(scenes) if scenes else None,
+                "alignment": extra["alignment"],
+                "options": options or {},
+                "best_epoch": result.best_epoch,
+                "seconds_total": result.seconds_total,
+                "valid": result.best_valid,
+                "history": result.history,
+            },
+        )
         return result
+
+    def _log_run(self, kind: str, record: dict[str, Any]) -> None:
+        """Append ``record`` to the generation's run log (:class:`scenerec.runlog.RunLog`, read by ``scenerec
+        report``); a log that cannot be written is warned about, never fatal to the run."""
+        from scenerec.runlog import RunLog
+
+        try:
+            RunLog.for_store(self.path).append(kind, record)
+        except OSError as exc:
+            warnings.warn(f"{self.path}: run not logged ({exc})", RuntimeWarning, stacklevel=3)
 
     def _load_model(self) -> Recommender:
         """The model trained by :meth:`fit` in this process, else the one saved in :attr:`model_dir`."""
@@ -473,21 +527,77 @@ class Engine:
         if not (folder / SPLITS_FILE).is_file():
             raise ConfigError(f"{self.path}: no trained model; run `scenerec fit --store {self.path}` first")
         state, meta = load_artifact(folder)
-        if meta["idmap"] != self.idmap:
+        trained: IdMap = meta["idmap"]
+        grown = trained != self.idmap
+        if grown and not _is_prefix(trained, self.idmap):
             raise ConfigError(f"{folder}: the model was trained on other nodes than the store holds; run fit again")
-        shape = (self.idmap.size("user"), self.idmap.size("item"))
+        shape = (trained.size("user"), trained.size("item"))
         with np.load(folder / SPLITS_FILE) as z:
             splits = {s: CSR.from_pairs(z[f"{s}_users"], z[f"{s}_items"], shape) for s in ("train", "valid", "test")}
             item_scene = z["item_scene"].astype(np.int64)
             links = (z["links"], z["link_weights"]) if "links" in z else None
         cls = meta["hyperparameters"]["class"]
         adj = _adjacency(splits["train"]) if cls == "LightGCN" else None
-        inputs = self._graph_inputs(self._edge_index(), splits["train"], links) if cls in MODEL_CLASSES else None
+        index = self._edge_index()
+        inputs = None
+        if cls in MODEL_CLASSES:
+            old_index = _restrict_index(index, trained) if grown else index
+            old_features = {k: v[: trained.size(k)] for k, v in self.features.items()}
+            inputs = self._graph_inputs(old_index, splits["train"], links, features=old_features)
         if inputs is not None and not np.array_equal(inputs.item_scene, item_scene):
             raise ConfigError(f"{folder}: item scenes changed since the model was trained; run fit again")
         model = build_model(meta, state, adj=adj, inputs=inputs)
+        if grown:
+            model, splits, item_scene = self._extend(model, trained, splits, index)
         self._set_model(str(meta["model"]), model, splits, item_scene)
+        self._model_label = str((meta.get("extra") or {}).get("label") or meta["model"])
         return model
+
+    def _extend(
+        self, model: Recommender, trained: IdMap, splits: dict[str, CSR], index: EdgeIndex
+    ) -> tuple[Recommender, dict[str, CSR], np.ndarray]:
+        """Serve the nodes an update added after training (:class:`scenerec.gnn.ExtendedRecommender`): new items
+        from their text and scene, new users from their histories. The splits grow to the store's size; the new
+        interactions join the split they are stored with (none: ``train``, i.e. known history, not test)."""
+        import torch
+
+        from scenerec.gnn import CSR, ExtendedRecommender
+
+        n_users, n_items = self.idmap.size("user"), self.idmap.size("item")
+        old_users, old_items = trained.size("user"), trained.size("item")
+        model.eval()
+        with torch.no_grad():
+            _, item_emb = model()
+            new = np.arange(old_items, n_items)
+            encode = getattr(model, "encode_new_items", None)
+            text = self.features.get("item")
+            if len(new) and encode is not None and getattr(model, "text_proj", None) is not None and text is not None:
+                vectors = encode(torch.from_numpy(text[new]), torch.from_numpy(index.item_scene[new]))
+            else:
+                vectors = item_emb.new_zeros(len(new), item_emb.shape[1])
+        edges = index.edges.get(("user", "INTERACTED", "item"))
+        users = edges["src"].to_numpy(np.int64) if edges is not None else np.zeros(0, np.int64)
+        items = edges["dst"].to_numpy(np.int64) if edges is not None else np.zeros(0, np.int64)
+        label = edges["split"].fillna("").astype(str).to_numpy() if edges is not None else np.zeros(0, str)
+        known = np.zeros(len(users), dtype=bool)
+        in_old = (users < old_users) & (items < old_items)
+        key = users * n_items + items
+        for csr in splits.values():
+            old_keys = csr.rows() * n_items + csr.indices
+            known |= in_old & np.isin(key, old_keys)
+        grown = {}
+        for name, csr in splits.items():
+            wanted = (label == name) if name != "train" else ~np.isin(label, ["valid", "test"])
+            add = ~known & wanted
+            grown[name] = CSR.from_pairs(
+                np.concatenate([csr.rows(), users[add]]), np.concatenate([csr.indices, items[add]]), (n_users, n_items)
+            )
+        history = grown["train"]
+        histories = [
+            torch.from_numpy(history.indices[history.indptr[u] : history.indptr[u + 1]].astype(np.int64))
+            for u in range(old_users, n_users)
+        ]
+        return ExtendedRecommender(model, vectors, histories), grown, index.item_scene.astype(np.int64)
 
     def _restrict_to_scenes(
         self, splits: dict[str, CSR], item_scene: np.ndarray, scenes: Sequence[str]
@@ -517,9 +627,12 @@ class Engine:
         assert self._embeddings is not None
         return model.score(users, *self._embeddings).detach()
 
-    def recommend(self, user_id: str, scene: str, k: int = 10) -> pd.DataFrame:
+    def recommend(
+        self, user_id: str, scene: str, k: int = 10, *, explain: bool = False, max_paths: int = 3
+    ) -> pd.DataFrame:
         """The ``k`` items of ``scene`` the trained model scores highest for ``user_id``, the user's training items
         left out. Columns ``item_id``, ``scene``, ``score``, ``rank`` (1 = best); ties go to the lower item index.
+        With ``explain=True`` also ``explanation``: each row's :meth:`explain` paths (at most ``max_paths``).
 
         Raises :class:`UnknownIdError` for an unknown user or scene, :class:`ConfigError` when no model is trained.
         """
@@ -527,6 +640,8 @@ class Engine:
 
         if not isinstance(k, int) or k < 1:
             raise ValueError("k must be a positive integer")
+        if explain and (not isinstance(max_paths, int) or max_paths < 1):
+            raise ValueError("max_paths must be a positive integer")
         self._load_model()
         candidates = self._scene_items(scene)
         if ("user", user_id) not in self.idmap:
@@ -538,13 +653,14 @@ class Engine:
         candidates = np.setdiff1d(candidates, seen, assume_unique=True)
         k = min(k, len(candidates))
         if k == 0:
-            return pd.DataFrame({"item_id": [], "scene": [], "score": [], "rank": []}).astype(
+            empty = pd.DataFrame({"item_id": [], "scene": [], "score": [], "rank": []}).astype(
                 {"item_id": str, "scene": str, "score": float, "rank": int}
             )
+            return self._with_explanations(empty, user_id, max_paths) if explain else empty
         part = candidates[np.argpartition(-scores[candidates], k - 1)[:k]]
         top = part[np.lexsort((part, -scores[part]))]
         item_ids = self.idmap.ids("item")
-        return pd.DataFrame(
+        recs = pd.DataFrame(
             {
                 "item_id": [item_ids[i] for i in top],
                 "scene": scene,
@@ -552,6 +668,33 @@ class Engine:
                 "rank": np.arange(1, k + 1, dtype=np.int64),
             }
         )
+        return self._with_explanations(recs, user_id, max_paths) if explain else recs
+
+    def explain(self, user_id: str, item_id: str, max_paths: int = 3) -> list[dict[str, Any]]:
+        """The ``max_paths`` graph paths that best connect ``user_id`` to ``item_id``, best first: shared entities,
+        items that users share, ``SAME_AS`` links across scenes (the kinds of
+        :meth:`GraphStore.explanation_paths <scenerec.kg.GraphStore.explanation_paths>`, found with parameterised
+        Cypher), each scored by the cosine of its items to ``item_id`` in :meth:`item_vectors` times the scores of
+        its ``SAME_AS`` hops (:mod:`scenerec.explain`).
+
+        Each path is ``{"kind", "score", "nodes": [{"label", "id", "name"}, ...], "relations": [...]}``; an empty
+        list when the graph holds none. Raises :class:`UnknownIdError` for an unknown user or item,
+        :class:`ConfigError` when there are no item vectors, ``ValueError`` for a bad ``max_paths``.
+        """
+        from scenerec.explain import explain as explain_paths
+
+        if not isinstance(max_paths, int) or max_paths < 1:
+            raise ValueError("max_paths must be a positive integer")
+        vectors, _ = self.item_vectors()
+        return explain_paths(self.store, self.idmap, vectors, user_id, item_id, max_paths)
+
+    def _with_explanations(self, recs: pd.DataFrame, user_id: str, max_paths: int) -> pd.DataFrame:
+        """``recs`` with an ``explanation`` column: the :meth:`explain` paths of each row's item."""
+        from scenerec.explain import explain as explain_paths
+
+        vectors = self.item_vectors()[0] if len(recs) else np.zeros((0, 1), dtype=np.float32)
+        paths = [explain_paths(self.store, self.idmap, vectors, user_id, item, max_paths) for item in recs["item_id"]]
+        return recs.assign(explanation=pd.Series(paths, index=recs.index, dtype=object))
 
     def evaluate(self, scene: str, ks: Sequence[int] = (10, 20)) -> dict[str, Any]:
         """Test-split quality of the trained model within ``scene``: full ranking over the scene's items, each
@@ -574,7 +717,11 @@ class Engine:
         metrics = evaluate_scores(
             self._scores, self._splits["train"], test, exclude=self._splits["valid"], ks=ks, candidate_items=candidates
         )
-        return {"scene": scene, **metrics, "users": users}
+        out = {"scene": scene, **metrics, "users": users}
+        self._log_run(
+            "evaluate", {"model": self._model_name, "label": self._model_label, "scene": scene, "metrics": out}
+        )
+        return out
 
     # ---------------------------------------------------------------- serving
     def _ranked(self, scores: np.ndarray, candidates: np.ndarray, k: int, scene: str | None) -> pd.DataFrame:
@@ -750,8 +897,6 @@ class Engine:
         """
         import time
 
-        import torch
-
         from scenerec.kg.schema import MODEL_EMBEDDING
 
         if not isinstance(k, int) or k < 1:
@@ -764,31 +909,57 @@ class Engine:
         self._load_model()
         assert self._embeddings is not None
         user_emb, item_emb = self._embeddings
+        scenes = self._written_scenes(scenes)
+        n_users, n_items = self.idmap.size("user"), self.idmap.size("item")
+        frame = self._top_k_frame(np.arange(n_users), scenes, k, batch_size)
+        edges = self.store.write_recommendations(frame)
+        self.store.set_model_embeddings("User", self.idmap.ids("user"), user_emb.detach().cpu().numpy())
+        self.store.set_model_embeddings("Item", self.idmap.ids("item"), item_emb.detach().cpu().numpy())
+        return {
+            "model": self._model_name,
+            "k": k,
+            "scenes": scenes,
+            "edges": edges,
+            "users": n_users,
+            "items": n_items,
+            "dim": int(item_emb.shape[1]),
+            "property": MODEL_EMBEDDING,
+            "seconds": time.perf_counter() - t0,
+        }
+
+    def _written_scenes(self, scenes: Sequence[str] | str | None) -> list[str]:
+        """``scenes`` as a list; ``None``: every scene the loaded model has items of."""
         if scenes is None:
             covered = set(self._item_scene[self._item_scene >= 0].tolist())
-            scenes = [s for n, s in enumerate(self.idmap.ids("scene")) if n in covered]
-        else:
-            scenes = [scenes] if isinstance(scenes, str) else list(scenes)
-        per_scene = {scene: self._scene_items(scene) for scene in scenes}
-        n_users, n_items = self.idmap.size("user"), self.idmap.size("item")
+            return [s for n, s in enumerate(self.idmap.ids("scene")) if n in covered]
+        return [scenes] if isinstance(scenes, str) else list(scenes)
+
+    def _top_k_frame(self, users_all: np.ndarray, scenes: list[str], k: int, batch_size: int) -> pd.DataFrame:
+        """Columns ``user``, ``item``, ``score``, ``rank``, ``model``: the top-``k`` items of every scene for the
+        users ``users_all`` (indices), their training items left out (the ranking of :meth:`recommend`)."""
+        import torch
+
+        n_items = self.idmap.size("item")
         train = self._splits["train"]
         user_ids = np.asarray(self.idmap.ids("user"), dtype=object)
         item_ids = np.asarray(self.idmap.ids("item"), dtype=object)
         parts: list[pd.DataFrame] = []
-        for candidates in per_scene.values():
+        for scene in scenes:
+            candidates = self._scene_items(scene)
             if len(candidates) == 0:
                 continue
             position = np.full(n_items, -1, dtype=np.int64)
             position[candidates] = np.arange(len(candidates))
             step = max(1, min(batch_size, 4_000_000 // len(candidates)))
-            for start in range(0, n_users, step):
-                users = np.arange(start, min(start + step, n_users))
+            for start in range(0, len(users_all), step):
+                users = users_all[start : start + step]
                 scores = self._scores(torch.from_numpy(users))[:, torch.from_numpy(candidates)]
                 block = scores.cpu().numpy().astype(np.float64)
                 # the users' training items of this scene are left out
-                lo, hi = train.indptr[users[0]], train.indptr[users[-1] + 1]
-                rows = np.repeat(np.arange(len(users)), np.diff(train.indptr[users[0] : users[-1] + 2]))
-                cols = position[train.indices[lo:hi]]
+                counts = np.diff(train.indptr)[users]
+                rows = np.repeat(np.arange(len(users)), counts)
+                seen = np.concatenate([train.indices[train.indptr[u] : train.indptr[u + 1]] for u in users])
+                cols = position[seen.astype(np.int64)] if len(seen) else np.zeros(0, dtype=np.int64)
                 block[rows[cols >= 0], cols[cols >= 0]] = -np.inf
                 pos, valid = _top_k_rows(block, k)
                 r, c = np.nonzero(valid)
@@ -808,20 +979,73 @@ class Engine:
             else pd.DataFrame({"user": [], "item": [], "score": [], "rank": []})
         )
         frame["model"] = self._model_name
-        edges = self.store.write_recommendations(frame)
+        return frame
+
+    # ---------------------------------------------------------------- incremental update
+    def update(
+        self,
+        dataset: str | Path,
+        *,
+        format: str | None = None,
+        options: LoadOptions | None = None,
+        k: int = 10,
+        progress: Callable[[str, int, int], None] | None = None,
+    ) -> dict[str, Any]:
+        """Add ``dataset``'s new users, items, interactions and facts to the store without a rebuild or a
+        retraining (:func:`scenerec.pipeline.update`: only new texts are embedded), then serve them with the trained
+        model (:class:`scenerec.gnn.ExtendedRecommender`: new items from their text, new users from their
+        histories) and refresh the ``RECOMMENDED`` edges (top ``k`` per scene) and ``gnn_embedding`` vectors of the
+        affected users: the new ones and those with new interactions. The engine then serves the new generation.
+
+        Needs a writable store. Returns the update's :meth:`UpdateReport.summary` plus ``refreshed_users``,
+        ``recommended`` (edges written) and ``model`` (``None`` when no model is trained: nothing is refreshed).
+        """
+        import time
+
+        from scenerec.pipeline import update as update_store
+
+        if not isinstance(k, int) or k < 1:
+            raise ValueError("k must be a positive integer")
+        if getattr(self.store, "read_only", False):
+            raise ConfigError(f"{self.path}: the store is open read-only; open it with read_only=False to update it")
+        encoder = self.encoder if self.features else None
+        self.store.close()
+        try:
+            report = update_store(
+                dataset, self.path, format=format, options=options, embed=None, encoder=encoder, progress=progress
+            )
+        finally:
+            self._reopen()
+        out = report.summary()
+        out.update({"refreshed_users": 0, "recommended": 0, "model": None})
+        if not (self.model_dir / SPLITS_FILE).is_file():
+            return out
+        t0 = time.perf_counter()
+        self._load_model()
+        assert self._embeddings is not None
+        affected = list(dict.fromkeys(report.new_ids.get("user", []) + report.users_with_new_interactions))
+        users = self.idmap.indices("user", affected)
+        frame = self._top_k_frame(users, self._written_scenes(None), k, 1024)
+        written = self.store.write_recommendations(frame, users=affected)
+        user_emb, item_emb = self._embeddings
         self.store.set_model_embeddings("User", self.idmap.ids("user"), user_emb.detach().cpu().numpy())
         self.store.set_model_embeddings("Item", self.idmap.ids("item"), item_emb.detach().cpu().numpy())
-        return {
-            "model": self._model_name,
-            "k": k,
-            "scenes": list(per_scene),
-            "edges": edges,
-            "users": n_users,
-            "items": n_items,
-            "dim": int(item_emb.shape[1]),
-            "property": MODEL_EMBEDDING,
-            "seconds": time.perf_counter() - t0,
-        }
+        out.update({"refreshed_users": len(affected), "recommended": written, "model": self._model_name})
+        out["seconds"]["refresh"] = round(time.perf_counter() - t0, 3)
+        return out
+
+    def _reopen(self) -> None:
+        """Open the live generation again (after an update switched it) and forget the loaded model."""
+        self.manifest = read_manifest(self.path)
+        self.store = open_store(self.path, read_only=False)
+        self.idmap = load_idmap(self.path)
+        self.features = load_features(self.path)
+        self._items = None
+        self._model = None
+        self._model_name = ""
+        self._splits = {}
+        self._item_scene = np.zeros(0, dtype=np.int64)
+        self._embeddings = None
 
     # ---------------------------------------------------------------- entity alignment
     def align(
@@ -995,6 +1219,25 @@ class Engine:
             seeds=frame(pd.DataFrame({"left": seeds[:, 0], "right": seeds[:, 1]}) if len(seeds) else empty),
             held_out=frame(pd.DataFrame({"left": held[:, 0], "right": held[:, 1]}) if len(held) else empty),
         )
+
+
+def _is_prefix(old: IdMap, new: IdMap) -> bool:
+    """Whether ``new`` is ``old`` with ids appended (an incremental update keeps every trained index)."""
+    from scenerec.ids import NODE_KINDS
+
+    return all(new.ids(k)[: old.size(k)] == old.ids(k) for k in NODE_KINDS)
+
+
+def _restrict_index(index: EdgeIndex, idmap: IdMap) -> EdgeIndex:
+    """``index`` cut down to the nodes of ``idmap`` (a prefix of its id map): the graph a model was trained on."""
+    from scenerec.kg.store import EdgeIndex
+
+    sizes = {k: idmap.size(k) for k in ("scene", "user", "item", "entity")}
+    edges = {}
+    for (src, rel, dst), df in index.edges.items():
+        keep = (df["src"].to_numpy() < sizes[src]) & (df["dst"].to_numpy() < sizes[dst])
+        edges[(src, rel, dst)] = df[keep].reset_index(drop=True)
+    return EdgeIndex(idmap=idmap, edges=edges, item_scene=index.item_scene[: sizes["item"]])
 
 
 def _top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from scenerec.config import Backend, EmbedConfig, Neo4jConfig
-from scenerec.kg import GraphStore, NodeVectors, RebuildReport, rebuild
+from scenerec.kg import GraphStore, NodeVectors, RebuildReport, UpdateReport, rebuild
 from scenerec.llm import TEXT_LABELS, HFTextEncoder, TextEncoder, TextTemplates, embed_dataset
 from scenerec.loaders import LoadOptions
 from scenerec.records import Dataset
@@ -122,4 +122,33 @@ def build(
         graph=graph,
         features=step,
         progress=progress,
+    )
+
+
+def update(
+    dataset: str | Path,
+    store: str | Path,
+    *,
+    format: str | None = None,
+    options: LoadOptions | None = None,
+    embed: EmbedConfig | None = DEFAULT_EMBED,
+    encoder: TextEncoder | None = None,
+    progress: Progress | None = None,
+) -> UpdateReport:
+    """Add ``dataset`` to ``store`` without a rebuild (:func:`scenerec.kg.update`): only new or changed texts are
+    embedded, with ``encoder`` or the one ``embed`` describes (which must be the store's own model). The trained
+    model is not touched here; :meth:`scenerec.engine.Engine.update` also extends it and refreshes the
+    ``RECOMMENDED`` edges of the affected users."""
+    from scenerec.kg.rebuild import FEATURES, current_generation
+    from scenerec.kg.update import update as update_graph
+
+    step = None
+    identity = None
+    if (current_generation(store) / FEATURES).is_file() and (embed is not None or encoder is not None):
+        cfg = embed or EmbedConfig()
+        enc = encoder or make_encoder(cfg)
+        identity = enc.identity
+        step = text_feature_step(enc, cache=cfg.cache, progress=progress)
+    return update_graph(
+        dataset, store, format=format, options=options, features=step, feature_identity=identity, progress=progress
     )

@@ -75,6 +75,7 @@ def test_fit_saves_the_artifact_in_the_live_generation(fitted: dict[str, Any]) -
         "item_item": {},
         "scenes": None,
         "alignment": None,
+        "label": "lightgcn",
     }
     assert (folder / "weights.pt").is_file() and (folder / "splits.npz").is_file()
     assert fitted["pop_fit"].best_epoch == 0  # no parameters: evaluated once

@@ -847,3 +847,61 @@ def test_write_alignments_refuses_bad_rows_before_deleting(loaded: GraphStore) -
     with pytest.raises(SchemaError, match="scenes"):
         store.write_alignments(_ali([ok]), scenes=("books",))  # type: ignore[arg-type]
     assert _same_as(store) == before  # nothing was deleted
+
+
+def _paths(store: GraphStore, user: str, item: str, **kwargs: Any) -> set[tuple[Any, ...]]:
+    return {
+        (p["kind"], tuple(n["id"] for n in p["nodes"]), tuple(p["relations"]), tuple(p["hop_scores"]))
+        for p in store.explanation_paths(user, item, **kwargs)
+    }
+
+
+def test_explanation_paths(loaded: GraphStore) -> None:
+    """Every kind of path, by hand from the drawing plus u1 -> b3 (train) and two written SAME_AS links: b2 -> m1
+    (0.5) and e:tolkien -> e:nolan (0.7). Test interactions (u2 -> m1) are never walked; the target is never an
+    intermediate item."""
+    edge = pd.DataFrame({"from": ["u1"], "to": ["b3"], "timestamp": [600], "rating": [1.0], "weight": [1.0]})
+    loaded.load_edges(EdgeTable("INTERACTED", "User", "Item", edge.assign(split="train")))
+    links = [("b2", "m1", "item", "item", 0.5), ("e:tolkien", "e:nolan", "entity", "entity", 0.7)]
+    loaded.write_alignments(_ali(links))
+    brand, author = ("RELATED:brand", "RELATED:brand"), ("RELATED:author", "RELATED:author")
+    aligned = ("INTERACTED", "RELATED:author", "SAME_AS", "RELATED:director")
+    via_link, linked = ("INTERACTED", "SAME_AS", *brand), (None, 0.5, None, None)
+    assert _paths(loaded, "u1", "m2") == {
+        ("shared_entity", ("u1", "b1", "e:acme", "m2"), ("INTERACTED", *brand), (None, None, None)),
+        ("same_as_entity", ("u1", "b2", "m1", "e:acme", "m2"), via_link, linked),
+        ("aligned_entity", ("u1", "b1", "e:tolkien", "e:nolan", "m2"), aligned, (None, None, 0.7, None)),
+        ("aligned_entity", ("u1", "b3", "e:tolkien", "e:nolan", "m2"), aligned, (None, None, 0.7, None)),
+    }
+    assert _paths(loaded, "u2", "b1") == {  # u2 -> m1 -brand- e:acme -brand- b1 would walk a test interaction
+        ("related_item", ("u2", "b2", "b1"), ("INTERACTED", "RELATED:sequel_of"), (None, None)),
+        ("co_interaction", ("u2", "b2", "u1", "b1"), ("INTERACTED",) * 3, (None,) * 3),
+        ("same_as_entity", ("u2", "b2", "m1", "e:acme", "b1"), via_link, linked),
+    }
+    assert _paths(loaded, "u1", "m1") == {  # u1 -> b2 <- u2 -> m1 is a test interaction
+        ("shared_entity", ("u1", "b1", "e:acme", "m1"), ("INTERACTED", *brand), (None, None, None)),
+        ("same_as", ("u1", "b2", "m1"), ("INTERACTED", "SAME_AS"), (None, 0.5)),
+    }
+    assert _paths(loaded, "u1", "b1") == {
+        ("shared_entity", ("u1", "b3", "e:tolkien", "b1"), ("INTERACTED", *author), (None, None, None)),
+        ("related_item", ("u1", "b2", "b1"), ("INTERACTED", "RELATED:sequel_of"), (None, None)),
+        ("same_as_entity", ("u1", "b2", "m1", "e:acme", "b1"), via_link, linked),
+    }
+    assert _paths(loaded, "u3", "b2") == {  # a valid interaction counts; b2 -> m1 walked backwards
+        ("same_as", ("u3", "m1", "b2"), ("INTERACTED", "SAME_AS"), (None, 0.5)),
+    }
+    assert _paths(loaded, "u2", "m3") == set()
+    assert len(_paths(loaded, "u1", "m2", limit=1)) == 3  # at most one per kind
+    first = loaded.explanation_paths("u1", "m2")[0]
+    assert first["kind"] == "shared_entity"
+    assert first["nodes"] == [
+        {"label": "User", "id": "u1", "name": "u1"},
+        {"label": "Item", "id": "b1", "name": "The Hobbit"},
+        {"label": "Entity", "id": "e:acme", "name": "Acme"},
+        {"label": "Item", "id": "m2", "name": "Tenet"},
+    ]
+    for user, item in (("nobody", "b1"), ("b1", "b1"), ("u1", "u1"), ("u1", EVIL_IDS[0])):
+        with pytest.raises(UnknownIdError):
+            loaded.explanation_paths(user, item)
+    with pytest.raises(ValueError, match="limit"):
+        loaded.explanation_paths("u1", "m2", limit=0)

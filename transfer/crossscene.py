@@ -180,6 +180,13 @@ class CrossSceneGNN(SceneGNN):
         """New users from their item histories (no retraining): the shared vector is the unit mean of the history's
         unit item vectors (as in SceneGNN) and the scene views are the history's per-scene means, through the same
         gate; a history in one scene only is a user new to every other scene."""
+        if not histories:
+            return item_emb.new_zeros(0, self.num_items)
+        base = self.history_vectors(histories, user_emb, item_emb) @ item_emb.t()
+        return base + self.item_item_scores(self._history_rows(histories, base.device))
+
+    def history_vectors(self, histories: Sequence[Tensor], user_emb: Tensor, item_emb: Tensor) -> Tensor:
+        """New users' block vectors (b, S*d [+1]), see :meth:`score_histories`."""
         with torch.no_grad():
             _, items = self.propagated()
         unit = F.normalize(items, dim=-1)
@@ -194,12 +201,11 @@ class CrossSceneGNN(SceneGNN):
                 v = v.index_add(0, scene[hist], items[hist]) / counts
             view_rows.append(v)
         if not histories:
-            return item_emb.new_zeros(0, self.num_items)
+            return user_emb.new_zeros(0, user_emb.shape[1])
         shared = F.normalize(torch.stack(shared_rows), dim=-1)
         views = torch.stack(view_rows, dim=1)  # (S, b, d)
         users, _ = self._blocks(self.gated_users(shared, views), items)
-        base = users @ item_emb.t()
-        return base + self.item_item_scores(self._history_rows(histories, base.device))
+        return users
 
     def __deepcopy__(self, memo: dict[int, Any]) -> CrossSceneGNN:
         channel = self.item_item_channel
