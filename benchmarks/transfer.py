@@ -268,6 +268,7 @@ def run_scenegnn(
         "gate": gate,
         "view_dropout": args.view_dropout if gate else 0.0,
         "item_bias": args.item_bias,
+        "cold_dropout": args.cold_dropout if gate else 0.0,
         "item_ids": args.item_ids,
         "dim": args.dim,
         "item_item": False,
@@ -328,6 +329,12 @@ def main() -> None:
     )
     ap.add_argument(
         "--view-dropout", type=float, default=CROSSSCENE_KW["view_dropout"], help="CrossSceneGNN's view_dropout"
+    )
+    ap.add_argument(
+        "--cold-dropout",
+        type=float,
+        default=CROSSSCENE_KW.get("cold_dropout", 0.0),
+        help="CrossSceneGNN's cold_dropout (the newcomer form; 0: off)",
     )
     ap.add_argument(
         "--shared", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "data", help="data"

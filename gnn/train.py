@@ -539,6 +539,7 @@ _HPARAMS = (
     "gate",
     "view_dropout",
     "item_bias",
+    "cold_dropout",
 )
 
 #: SceneGNN and its subclasses that :func:`build_model` can rebuild, by class name (see :func:`register_model_class`).

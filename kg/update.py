@@ -110,7 +110,8 @@ class UpdateReport:
             "users_with_new_interactions": len(self.users_with_new_interactions),
             "rejects": len(self.load.rejects),
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
-            "embedded": self.features.get("encoded"),
+            "texts": sum((self.features.get("texts") or {}).values()),
+            "embedded": self.features.get("encoded", 0),
         }
 
 

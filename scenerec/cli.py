@@ -167,7 +167,10 @@ def cmd_update(args: argparse.Namespace) -> int:
     print(f"updated {out['store']} from {out['dataset']} ({out['format']}): generation {out['generation']}")
     rows = [{"table": t, "added": n, "changed": out["changed"].get(t, "")} for t, n in out["added"].items()]
     _print_frame(pd.DataFrame(rows), "table")
-    print(f"texts embedded: {out['embedded']}; rejected or merged rows of the update: {out['rejects']}")
+    print(
+        f"new or changed texts: {out['texts']} ({out['embedded']} encoded, the rest from the embedding cache); "
+        f"rows of the update rejected, merged or repaired: {out['rejects']}"
+    )
     if out["model"]:
         print(
             f"model {out['model']} extended without retraining; RECOMMENDED edges refreshed for "

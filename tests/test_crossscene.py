@@ -258,3 +258,37 @@ def test_csr_keep_columns_keeps_the_marked_items_and_the_shape() -> None:
     assert sorted(zip(office.rows().tolist(), office.indices.tolist(), strict=True)) == [
         (u, i) for u, i in sorted(PAIRS) if SCENE[i] == 1
     ]
+
+
+def test_cold_dropout_scores_newcomers_with_the_prototype_and_the_other_scenes() -> None:
+    torch.manual_seed(0)
+    model = CrossSceneGNN(_inputs(), dim=4, item_item=False, cold_dropout=0.3)
+    with torch.no_grad():
+        model.gate_weight.normal_(std=0.3)
+    model.eval()
+    users, items = model()
+    with torch.no_grad():
+        shared, adapted = model.propagated()
+        scores = users @ items.t()
+        hist = model.score_histories([torch.tensor([0, 1])], users, items)
+    unit = F.normalize(adapted, dim=-1)
+    w, p = model.gate_weight, model.cold_proto
+    # user 3 has no scene-0 item: a newcomer to scene 0, p_0 + W[0<-1] k_1 (no shared vector)
+    view1 = adapted[[3, 4]].mean(0)
+    expected = F.normalize(p[0] + w[0, 1] @ view1, dim=-1) @ unit[:3].t() / model.temperature
+    assert torch.allclose(scores[3, :3], expected, atol=1e-5)
+    # user 0 has both scenes: the gated form, as without cold_dropout
+    view0, view1 = adapted[[0, 1]].mean(0), adapted[[3]].mean(0)
+    gated = F.normalize(shared[0], dim=-1) + w[1, 0] @ view0 + w[1, 1] @ view1
+    assert torch.allclose(scores[0, 3:], F.normalize(gated, dim=-1) @ unit[3:].t() / model.temperature, atol=1e-5)
+    # a new user with a scene-0 history only is a newcomer to scene 1
+    newcomer = F.normalize(p[1] + w[1, 0] @ adapted[[0, 1]].mean(0), dim=-1) @ unit[3:].t() / model.temperature
+    assert torch.allclose(hist[0, 3:], newcomer, atol=1e-5)
+    # training draws newcomers at random: the forward pass changes between calls; evaluation does not
+    model.train()
+    a, b = (model()[0] for _ in range(2))
+    assert not torch.allclose(a, b)
+    with pytest.raises(ValueError, match="cold_dropout"):
+        CrossSceneGNN(_inputs(), dim=4, cold_dropout=1.0)
+    with pytest.raises(ValueError, match="needs the gate"):
+        CrossSceneGNN(_inputs(), dim=4, gate=False, cold_dropout=0.5)

@@ -344,7 +344,9 @@ def test_cli_update(
     capsys.readouterr()
     assert main(["update", str(split["delta"]), "--store", str(store), "--output", "json", "--quiet"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["added"] == stores["report"].added and out["model"] is None and out["embedded"] == 0
+    assert (
+        out["added"] == stores["report"].added and out["model"] is None and out["embedded"] == 0 and out["texts"] == 41
+    )
     assert current_generation(store).name == out["generation"] != stores["base_generation"]
     assert main(["update", str(tmp_path / "missing"), "--store", str(store)]) != 0
     assert "error:" in capsys.readouterr().err

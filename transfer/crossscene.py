@@ -22,6 +22,15 @@ Knowledge crosses scenes three ways, each behind a switch for the ablations (see
    that ``W_{t<-s}`` learns to predict a scene from the other scenes alone: the situation of a user who is new to
    the target scene.
 
+``cold_dropout`` trains a separate form for users new to a scene: at every training step a random share of the users
+is treated as new to the target scene (its own view and its shared vector hidden), and scores it with
+
+    u_t = p_t + sum_{s != t} W_{t<-s} k_s
+
+where ``p_t`` is a learnt per-scene vector (what a newcomer to ``t`` likes before any evidence). At inference every
+user without training items in ``t`` gets this form, so users known only from other scenes are scored the way the
+model was trained to score them (rather than through a shared vector fitted on other scenes' items alone).
+
 ``item_bias`` adds a learnt per-item bias to the scores: with cosine scores bounded by ``1 / temperature``,
 popularity (what a user with little history in the target scene falls back on) is hard to express otherwise.
 
@@ -78,12 +87,15 @@ class CrossSceneGNN(SceneGNN):
         view_dropout: training-time probability of hiding a user's own view of the target scene.
         item_bias: add a learnt bias per item to its scores (popularity the cosine cannot express; a new item gets
             :meth:`new_item_bias`).
+        cold_dropout: training-time probability of treating a user as new to the target scene (the newcomer form
+            above, which users without items in a scene then get at inference); 0 turns the form off.
         **kwargs: SceneGNN's hyper-parameters (``dim``, ``num_layers``, ``temperature``, ``item_ids``, ...).
     """
 
     view: Tensor
     view_t: Tensor
     scene_block: Tensor
+    has_view: Tensor
 
     def __init__(
         self,
@@ -92,12 +104,17 @@ class CrossSceneGNN(SceneGNN):
         gate: bool = True,
         view_dropout: float = 0.0,
         item_bias: bool = False,
+        cold_dropout: float = 0.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(inputs, **kwargs)
         if not 0.0 <= view_dropout < 1.0:
             raise ValueError(f"view_dropout must be in [0, 1), got {view_dropout}")
-        self.gate, self.view_dropout = bool(gate), float(view_dropout)
+        if not 0.0 <= cold_dropout < 1.0:
+            raise ValueError(f"cold_dropout must be in [0, 1), got {cold_dropout}")
+        if cold_dropout > 0 and not gate:
+            raise ValueError("cold_dropout needs the gate (the newcomer form is p_t + sum_s W[t<-s] k_s)")
+        self.gate, self.view_dropout, self.cold_dropout = bool(gate), float(view_dropout), float(cold_dropout)
         s, d = self.num_scenes, self.dim
         view, view_t = scene_views(inputs.train, inputs.item_scene, s)
         self.register_buffer("view", view, persistent=False)
@@ -107,6 +124,9 @@ class CrossSceneGNN(SceneGNN):
         self.gate_weight = torch.nn.Parameter(torch.zeros(s, s, d, d)) if gate else None
         self.item_bias = bool(item_bias)
         self.bias = torch.nn.Parameter(torch.zeros(self.num_items)) if item_bias else None
+        self.cold_proto = torch.nn.Parameter(0.1 * torch.randn(s, d)) if cold_dropout > 0 else None
+        has_view = torch.from_numpy(np.diff(view.crow_indices().numpy()) > 0).view(s, -1, 1)
+        self.register_buffer("has_view", has_view, persistent=False)
 
     def reset_parameters(self) -> None:
         """SceneGNN's initialisation; the gate starts at zero (the shared-users model)."""
@@ -115,6 +135,9 @@ class CrossSceneGNN(SceneGNN):
             param = getattr(self, name, None)
             if param is not None:
                 torch.nn.init.zeros_(param)
+        proto = getattr(self, "cold_proto", None)
+        if proto is not None:
+            torch.nn.init.normal_(proto, std=0.1)
 
     # ------------------------------------------------------------------ forward
     def gated_users(self, shared: Tensor, views: Tensor, keep_own: Tensor | None = None) -> Tensor:
@@ -148,7 +171,22 @@ class CrossSceneGNN(SceneGNN):
         keep = None
         if self.training and self.view_dropout > 0 and self.gate_weight is not None:
             keep = (torch.rand(self.num_scenes, self.num_users, 1, device=items.device) >= self.view_dropout).float()
-        return self._blocks(self.gated_users(shared, views, keep), items)
+        users = self.gated_users(shared, views, keep)
+        if self.cold_proto is not None:
+            if self.training:
+                cold = torch.rand(self.num_scenes, self.num_users, 1, device=items.device) < self.cold_dropout
+            else:
+                cold = ~self.has_view
+            users = torch.where(cold, self.newcomers(views), users)
+        return self._blocks(users, items)
+
+    def newcomers(self, views: Tensor) -> Tensor:
+        """The newcomer form (S, b, d) for every scene t: ``p_t + sum_{s != t} W_{t<-s} k_s`` from ``views``
+        (S, b, d): the user's own view of t and its shared vector left out (see the module docstring)."""
+        assert self.cold_proto is not None and self.gate_weight is not None
+        mixed = torch.einsum("tsed,sbd->tbe", self.gate_weight, views)
+        own = torch.einsum("ted,tbd->tbe", torch.diagonal(self.gate_weight, dim1=0, dim2=1).permute(2, 0, 1), views)
+        return self.cold_proto.unsqueeze(1) + mixed - own
 
     def item_representations(self) -> Tensor:
         """Unit item vectors (I, d) in one space for all scenes (item-item similarity across scenes)."""
@@ -204,7 +242,11 @@ class CrossSceneGNN(SceneGNN):
             return user_emb.new_zeros(0, user_emb.shape[1])
         shared = F.normalize(torch.stack(shared_rows), dim=-1)
         views = torch.stack(view_rows, dim=1)  # (S, b, d)
-        users, _ = self._blocks(self.gated_users(shared, views), items)
+        gated = self.gated_users(shared, views)
+        if self.cold_proto is not None:
+            empty = views.abs().sum(-1, keepdim=True) == 0  # (S, b, 1): no history item in that scene
+            gated = torch.where(empty, self.newcomers(views), gated)
+        users, _ = self._blocks(gated, items)
         return users
 
     def __deepcopy__(self, memo: dict[int, Any]) -> CrossSceneGNN:
@@ -214,7 +256,10 @@ class CrossSceneGNN(SceneGNN):
         return deepcopy_with_sparse(self, memo, sparse)
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, gate={self.gate}, view_dropout={self.view_dropout}, bias={self.item_bias}"
+        return (
+            f"{super().extra_repr()}, gate={self.gate}, view_dropout={self.view_dropout}, bias={self.item_bias}, "
+            f"cold_dropout={self.cold_dropout}"
+        )
 
 
 register_model_class(CrossSceneGNN)
