@@ -1,9 +1,10 @@
 """Incremental update against a full rebuild, on the same data, in one run.
 
     .venv/bin/python benchmarks/update.py [--dataset scenerec/sample_data/amazon_arts_office] [--fraction 0.05]
-        [--repeats 3] [--work /tmp/scenerec-bench/update]
+        [--repeats 3] [--work /tmp/scenerec-bench/update] [--cache STORE/cache]
 
-The dataset (a generic folder: items, interactions, triples, entities, scenes) is cut into a base and an update:
+The dataset (a generic folder: items, interactions, triples, entities, scenes; any other format is first
+written as one) is cut into a base and an update:
 the update holds a ``--fraction`` of the users (all their interactions), the same fraction of one scene's items
 (with their facts and interactions) and the same fraction of the remaining interactions. A store is built from the
 base once; then, ``--repeats`` times, alternating the order:
@@ -52,7 +53,7 @@ def cut(dataset: Path, out: Path, fraction: float, seed: int = 0) -> tuple[Path,
     new_items = set(rng.choice(pool, max(1, int(fraction * len(pool))), replace=False))
     users = inter["user_id"].unique()
     new_users = set(rng.choice(users, max(1, int(fraction * len(users))), replace=False))
-    moved = (inter["item_id"].isin(new_items) | inter["user_id"].isin(new_users)).to_numpy()
+    moved = (inter["item_id"].isin(new_items) | inter["user_id"].isin(new_users)).to_numpy().copy()
     rest = np.flatnonzero(~moved)
     moved[rng.choice(rest, int(fraction * len(rest)), replace=False)] = True
     parts: dict[str, dict[str, pd.DataFrame]] = {"base": {}, "update": {}, "union": {}}
@@ -80,6 +81,27 @@ def cut(dataset: Path, out: Path, fraction: float, seed: int = 0) -> tuple[Path,
     return folders[0], folders[1], folders[2]
 
 
+def export_generic(dataset: Path, out: Path) -> Path:
+    """Any dataset scenerec loads, written as a generic folder (items with one column per attribute)."""
+    import json
+
+    from scenerec.loaders import load_dataset
+
+    ds = load_dataset(dataset).dataset
+    out.mkdir(parents=True, exist_ok=True)
+    attrs = pd.DataFrame([json.loads(a) if a else {} for a in ds.items["attributes"]], index=ds.items.index)
+    items = pd.concat(
+        [ds.items[["id", "scene", "title", "description"]].rename(columns={"id": "item_id"}), attrs], axis=1
+    )
+    items.to_csv(out / "items.csv", index=False)
+    inter = ds.interactions.rename(columns={"user": "user_id", "item": "item_id"})
+    inter[["user_id", "item_id", "timestamp", "split"]].to_csv(out / "interactions.csv", index=False)
+    ds.triples.to_csv(out / "triples.csv", index=False)
+    ds.entities.rename(columns={"id": "entity_id"}).to_csv(out / "entities.csv", index=False)
+    ds.scenes.rename(columns={"id": "scene_id"}).to_csv(out / "scenes.csv", index=False)
+    return out
+
+
 def _size(store: Path) -> tuple[int, int]:
     with open_store(store) as g:
         c = g.counts()
@@ -92,13 +114,19 @@ def main() -> None:
     ap.add_argument("--fraction", type=float, default=0.05)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--work", type=Path, default=Path("/tmp/scenerec-bench/update"))
+    ap.add_argument("--cache", type=Path, default=None, help="an embedding cache folder to start from")
     args = ap.parse_args()
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
-    base, delta, union = cut(args.dataset, work, args.fraction)
+    dataset = args.dataset
+    if not (dataset / "items.csv").is_file():
+        dataset = export_generic(dataset, work / "generic")
+    base, delta, union = cut(dataset, work, args.fraction)
     encoder = HFTextEncoder(threads=2)
     base_store = work / "base-store"
     shutil.rmtree(base_store, ignore_errors=True)
+    if args.cache is not None:  # an embedding cache that already holds these texts (same model)
+        shutil.copytree(args.cache, work / "cache-warmer" / "cache", dirs_exist_ok=True)
     build(union, work / "cache-warmer", encoder=encoder)  # every text of base + update into one cache
     shutil.copytree(work / "cache-warmer" / "cache", base_store / "cache")
     build(base, base_store, encoder=encoder)
