@@ -16,6 +16,8 @@ Ranking is over all 19,757 Office items, the user's training items excluded. Met
 Models (``--models``):
 
 * ``pop``: Office popularity over the training interactions.
+* ``itemknn-target``, ``itemknn-joint``: item-based kNN (cosine of the binary item columns) plus a popularity prior
+  whose weight is chosen on the validation users; the history is the user's Office items or all of them.
 * ``als-target``, ``als-joint``: implicit's ALS (Hu, Koren & Volinsky, 2008) on the Office-only or the joint
   user x item matrix, 15 iterations, its factors (64, 128), regularisation (0.01, 0.1, 1) and confidence weight
   alpha (1, 10, 40) chosen on the validation users (``pip install implicit``; skipped with a message without it).
@@ -243,6 +245,56 @@ def run_als(g: Graph, split: Split, candidates: np.ndarray, seed: int, joint: bo
     }
 
 
+def run_itemknn(g: Graph, split: Split, candidates: np.ndarray, joint: bool) -> dict[str, Any]:
+    """Item-based kNN: ``score(u, j) = sum_{i in history} cos(i, j) + lam * log(1 + count_j)`` with the cosine of the
+    binary user x item columns (all training users), ``j`` over the target items; the history is the user's target
+    items (``itemknn-target``) or all of them (``itemknn-joint``); ``lam`` chosen by validation NDCG@10."""
+
+    t0 = time.perf_counter()
+    n_items = g.shape[1]
+    history, sim, prior = itemknn_parts(g, split, candidates, joint)
+    best: tuple[float, float, ScoreFn] | None = None
+    for lam in (0.0, 0.05, 0.1, 0.2, 0.4):
+
+        def score(u: torch.Tensor, lam: float = lam) -> torch.Tensor:
+            out = np.zeros((len(u), n_items), dtype=np.float32)
+            out[:, candidates] = np.asarray((history[u.numpy()] @ sim).todense()) + lam * prior[None, :]
+            return torch.from_numpy(out)
+
+        valid = metrics_of(score, split, candidates, "valid")["ndcg@10"]
+        if best is None or valid > best[0]:
+            best = (valid, lam, score)
+    assert best is not None
+    return {
+        "test": metrics_of(best[2], split, candidates),
+        "valid_ndcg@10": best[0],
+        "params": {"lam": best[1]},
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def itemknn_parts(g: Graph, split: Split, candidates: np.ndarray, joint: bool) -> tuple[Any, Any, np.ndarray]:
+    """(history (U, I) sparse, item -> target-item cosine (I, |candidates|) sparse, log-popularity prior)."""
+    import scipy.sparse as sp
+
+    train = split.train
+    n_users, n_items = g.shape
+    x = sp.csr_matrix((np.ones(train.nnz, dtype=np.float32), train.indices, train.indptr), shape=(n_users, n_items))
+    count = np.asarray(x.sum(0)).ravel()
+    norm = 1.0 / np.sqrt(np.maximum(count, 1.0))
+    sim = (sp.diags(norm) @ (x.T @ x[:, candidates]) @ sp.diags(norm[candidates])).tocsr()
+    sim = sim - sp.csr_matrix(
+        (sim[candidates, np.arange(len(candidates))].A1, (candidates, np.arange(len(candidates)))), shape=sim.shape
+    )
+    keep = np.ones(n_items, dtype=np.float32)
+    if not joint:
+        keep[:] = 0.0
+        keep[candidates] = 1.0
+    history = x @ sp.diags(keep)
+    prior = np.log1p(count[candidates]).astype(np.float32)
+    return history, sim, prior
+
+
 # --------------------------------------------------------------------------------------------------- scenerec
 #: The scenerec variants (the ablations), all :class:`CrossSceneGNN` with SceneGNN's defaults except the ones set
 #: here: (train on the target scene only, follow the SAME_AS item links, the gate).
@@ -296,7 +348,27 @@ def run_scenegnn(
     with torch.no_grad():
         user_emb, item_emb = model()
         test = metrics_of(lambda u: model.score(u, user_emb, item_emb), split, candidates)
+    fused = None
+    if args.fuse_itemknn:  # a probe: the model's scores plus the joint item kNN, weights chosen on validation
+        history, sim, prior = itemknn_parts(g, split, candidates, joint=not target_only)
+        best: tuple[float, dict[str, float], ScoreFn] | None = None
+        for weight in (0.25, 0.5, 1.0, 2.0, 4.0):
+            for lam in (0.0, 0.1, 0.2):
+
+                def score(u: torch.Tensor, weight: float = weight, lam: float = lam) -> torch.Tensor:
+                    with torch.no_grad():
+                        out = model.score(u, user_emb, item_emb).clone()
+                    knn = np.asarray((history[u.numpy()] @ sim).todense()) + lam * prior[None, :]
+                    out[:, torch.from_numpy(candidates)] += weight * torch.from_numpy(knn.astype(np.float32))
+                    return out
+
+                valid = metrics_of(score, split, candidates, "valid")["ndcg@10"]
+                if best is None or valid > best[0]:
+                    best = (valid, {"weight": weight, "lam": lam}, score)
+        assert best is not None
+        fused = {"test": metrics_of(best[2], split, candidates), "valid_ndcg@10": best[0], "params": best[1]}
     return {
+        "fused_itemknn": fused,
         "test": test,
         "valid_ndcg@10": result.best_valid["ndcg@10"],
         "best_epoch": result.best_epoch,
@@ -304,7 +376,7 @@ def run_scenegnn(
     }
 
 
-MODELS = ("pop", "als-target", "als-joint", *VARIANTS)
+MODELS = ("pop", "als-target", "als-joint", "itemknn-target", "itemknn-joint", *VARIANTS)
 
 
 def main() -> None:
@@ -340,6 +412,11 @@ def main() -> None:
         "--shared", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "data", help="data"
     )
     ap.add_argument("--store", type=Path, default=Path("/tmp/scenerec-bench/arts_office"))
+    ap.add_argument(
+        "--fuse-itemknn",
+        action="store_true",
+        help="also report each scenerec model's scores plus the item kNN (weights chosen on validation)",
+    )
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     torch.set_num_threads(args.threads)
@@ -354,7 +431,11 @@ def main() -> None:
         )
         for name in args.models:
             runs = []
-            if protocol == "cold" and name in ("target-only", "als-target") and not args.cold_target_only:
+            if (
+                protocol == "cold"
+                and name in ("target-only", "als-target", "itemknn-target")
+                and not args.cold_target_only
+            ):
                 print(f"  {name}: skipped on cold users (no target-scene history to rank by; --cold-target-only)")
                 continue
             for seed in range(args.seed, args.seed + (1 if name == "pop" else args.seeds)):
@@ -362,6 +443,8 @@ def main() -> None:
                     out = run_pop(g, split, candidates, seed)
                 elif name.startswith("als"):
                     out = run_als(g, split, candidates, seed, joint=name == "als-joint", threads=args.threads)
+                elif name.startswith("itemknn"):
+                    out = run_itemknn(g, split, candidates, joint=name == "itemknn-joint")
                 else:
                     out = run_scenegnn(g, split, candidates, seed, name, args)
                 if "skipped" in out:
