@@ -57,7 +57,7 @@ import torch
 from scenerec.engine import CROSSSCENE_KW
 from scenerec.gnn import GraphInputs, build_hetero
 from scenerec.gnn.evaluate import CSR, evaluate_scores
-from scenerec.gnn.train import TrainConfig, fit
+from scenerec.gnn.train import TrainConfig, fit, tune_item_item
 from scenerec.ids import IdMap
 from scenerec.transfer import CrossSceneGNN
 
@@ -323,7 +323,8 @@ def run_scenegnn(
         "cold_dropout": args.cold_dropout if gate else 0.0,
         "item_ids": args.item_ids,
         "dim": args.dim,
-        "item_item": False,
+        "item_item": args.item_item != "none",
+        "item_item_kind": CROSSSCENE_KW["item_item_kind"] if args.item_item == "none" else args.item_item,
     }
     model = CrossSceneGNN(inputs, **settings)
     cfg = TrainConfig(
@@ -345,6 +346,9 @@ def run_scenegnn(
     result = fit(
         model, train, split.valid, cfg, item_scene=inputs.item_scene, progress=show, candidate_items=candidates
     )
+    channel = None
+    if args.item_item != "none":  # fitted and weighted per scene on the validation users
+        channel = tune_item_item(model, train, split.valid, inputs.item_scene).scenes
     with torch.no_grad():
         user_emb, item_emb = model()
         test = metrics_of(lambda u: model.score(u, user_emb, item_emb), split, candidates)
@@ -368,6 +372,7 @@ def run_scenegnn(
         assert best is not None
         fused = {"test": metrics_of(best[2], split, candidates), "valid_ndcg@10": best[0], "params": best[1]}
     return {
+        "item_item": channel,
         "fused_itemknn": fused,
         "test": test,
         "valid_ndcg@10": result.best_valid["ndcg@10"],
@@ -412,6 +417,12 @@ def main() -> None:
         "--shared", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "data", help="data"
     )
     ap.add_argument("--store", type=Path, default=Path("/tmp/scenerec-bench/arts_office"))
+    ap.add_argument(
+        "--item-item",
+        default="none",
+        choices=["none", "ease", "knn"],
+        help="SceneGNN's item-item channel (knn: item kNN across scenes), weighted per scene on validation",
+    )
     ap.add_argument(
         "--fuse-itemknn",
         action="store_true",

@@ -226,6 +226,42 @@ class ItemItem(torch.nn.Module):
         self.vals = torch.from_numpy(np.concatenate(vals) if vals else np.zeros(0)).float()
         self._matrix_t = None
 
+    def fit_knn(self, train: CSR, item_scene: np.ndarray, *, top_k: int = 256) -> None:
+        """Item-kNN weights instead of EASE: ``B[i, j] = |U_i & U_j| / sqrt(|U_i| |U_j|)`` (the cosine of the binary
+        item columns of the training pairs, the diagonal left out), the ``top_k`` largest per target item ``j``.
+        Unlike EASE the weights connect items of any scene to ``j`` (so a history in one scene scores another), and
+        no scene is too large: the work is one sparse product per scene."""
+        import scipy.sparse as sp
+
+        n_users, n_items = train.shape
+        x = sp.csr_matrix((np.ones(train.nnz, dtype=np.float32), train.indices, train.indptr), shape=(n_users, n_items))
+        x.data[:] = 1.0
+        x.sum_duplicates()
+        x.data[:] = 1.0
+        count = np.asarray(x.sum(0)).ravel()
+        norm = 1.0 / np.sqrt(np.maximum(count, 1.0))
+        xt = x.T.tocsr()
+        rows, cols, vals = [], [], []
+        self.skipped_scenes = []
+        for s in np.unique(item_scene):
+            items = np.flatnonzero(item_scene == s)
+            c = (xt @ x[:, items]).tocoo()
+            r, j, v = c.row.astype(np.int64), c.col.astype(np.int64), c.data.astype(np.float64)
+            keep = r != items[j]
+            r, j, v = r[keep], j[keep], v[keep] * norm[r[keep]] * norm[items[j[keep]]]
+            order = np.lexsort((r, -v, j))  # per target column: largest weight first, ties to the lower item
+            r, j, v = r[order], j[order], v[order]
+            starts = np.r_[0, np.flatnonzero(np.diff(j)) + 1] if len(j) else np.zeros(0, dtype=np.int64)
+            rank = np.arange(len(j)) - np.repeat(starts, np.diff(np.r_[starts, len(j)]))
+            sel = rank < top_k
+            rows.append(r[sel])
+            cols.append(items[j[sel]])
+            vals.append(v[sel])
+        self.rows = torch.from_numpy(np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)).long()
+        self.cols = torch.from_numpy(np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64)).long()
+        self.vals = torch.from_numpy(np.concatenate(vals) if vals else np.zeros(0)).float()
+        self._matrix_t = None
+
     def scores(self, x: Tensor) -> Tensor:
         """``x @ B`` for dense user rows ``x`` (b, I) -> (b, I)."""
         if self.nnz == 0:
@@ -293,8 +329,12 @@ class SceneGNN(Recommender):
         item_item: bool = True,
         item_item_nnz: int = 0,
         kg_min_items: int = 2,
+        item_item_kind: str = "ease",
     ) -> None:
         super().__init__(inputs.num_users, inputs.num_items)
+        if item_item_kind not in ("ease", "knn"):
+            raise ValueError(f"item_item_kind must be 'ease' or 'knn', not {item_item_kind!r}")
+        self.item_item_kind = item_item_kind
         if dim < 1 or num_layers < 0 or not temperature > 0:
             raise ValueError(f"invalid SceneGNN sizes: dim={dim}, num_layers={num_layers}, temperature={temperature}")
         if use_text and (inputs.item_text is None or not bool(inputs.item_text.abs().sum() > 0)):

@@ -460,7 +460,8 @@ def tune_item_item(
 ) -> ItemItemReport:
     """Fit the item-item channel of a trained :class:`~scenerec.gnn.scenegnn.SceneGNN` and choose, per scene and on
     the validation pairs (NDCG@``k``, full ranking within the scene), EASE's ``reg`` among ``regs`` and the fusion
-    weight among ``weights`` (0 keeps the graph model alone). The graph model itself is not changed.
+    weight among ``weights`` (0 keeps the graph model alone). The graph model itself is not changed. A model with
+    ``item_item_kind="knn"`` gets item-kNN weights across scenes (:meth:`ItemItem.fit_knn`; ``regs`` unused).
     Models without the channel are left as they are (an empty report).
     """
     t0 = time.perf_counter()
@@ -481,10 +482,14 @@ def tune_item_item(
         return evaluate_scores(score_fn, train, valid, ks=(k,), candidate_items=candidates[g])[monitor]
 
     best_reg: dict[int, tuple[float, float]] = {}
+    knn = getattr(model, "item_item_kind", "ease") == "knn"
     model.eval()
     with torch.no_grad():
-        for reg in regs:
-            channel.fit(train, scene, reg, top_k=top_k, max_items=max_items)
+        for reg in regs if not knn else (0.0,):
+            if knn:
+                channel.fit_knn(train, scene, top_k=top_k)
+            else:
+                channel.fit(train, scene, reg, top_k=top_k, max_items=max_items)
             for g in groups:
                 if g in channel.skipped_scenes:
                     continue
@@ -499,7 +504,8 @@ def tune_item_item(
             return report
         per_scene = [best_reg.get(g, (regs[0], 0.0))[0] for g in range(max(groups) + 1)] if max(groups) >= 0 else []
         reg_arg: float | list[float] = per_scene if per_scene else best_reg[groups[0]][0]
-        channel.fit(train, scene, reg_arg, top_k=top_k, max_items=max_items)
+        if not knn:
+            channel.fit(train, scene, reg_arg, top_k=top_k, max_items=max_items)
         user_emb, item_emb = model()
         fusion_index = {g: max(g, 0) for g in groups}
         results: dict[int, dict[float, float]] = {g: {} for g in best_reg}
@@ -540,6 +546,7 @@ _HPARAMS = (
     "view_dropout",
     "item_bias",
     "cold_dropout",
+    "item_item_kind",
 )
 
 #: SceneGNN and its subclasses that :func:`build_model` can rebuild, by class name (see :func:`register_model_class`).

@@ -77,8 +77,15 @@ def _crossscene(inputs: GraphInputs, **options: Any) -> Recommender:
 
 
 #: :class:`~scenerec.transfer.CrossSceneGNN`'s settings for ``fit("crossscene")``, the ones
-#: ``benchmarks/transfer.py`` measures (besides the item-item channel, which the benchmark leaves out for time).
-CROSSSCENE_KW: dict[str, Any] = {"gate": True, "view_dropout": 0.5, "item_bias": True, "item_ids": "all"}
+#: ``benchmarks/transfer.py`` measures; the item-item channel is item kNN across scenes (``--item-item knn`` there),
+#: so that a history in one scene scores another's items (weighted per scene on the validation split).
+CROSSSCENE_KW: dict[str, Any] = {
+    "gate": True,
+    "view_dropout": 0.5,
+    "item_bias": True,
+    "item_ids": "all",
+    "item_item_kind": "knn",
+}
 
 
 def _bpr_config() -> TrainConfig:

@@ -24,6 +24,7 @@ from scenerec.gnn import (
     save_artifact,
     tune_item_item,
 )
+from scenerec.gnn.train import hyperparameters
 from scenerec.ids import IdMap
 
 # 4 users x 6 items in two scenes (items 0-2 scene 0, items 3-5 scene 1).
@@ -138,6 +139,36 @@ def test_item_item_channel_stays_within_a_scene_and_prunes() -> None:
     assert torch.allclose(channel.scores(x), x @ dense)
     channel.fit(inputs.train, SCENE, 1.0, max_items=2)
     assert channel.nnz == 0 and channel.skipped_scenes == [0, 1]
+
+
+def test_item_knn_weights_are_cosines_across_scenes_by_hand() -> None:
+    inputs = _inputs()
+    channel = ItemItem(6)
+    channel.fit_knn(inputs.train, SCENE, top_k=2)
+    users = inputs.train.rows()
+    x = np.zeros(inputs.train.shape)
+    x[users, inputs.train.indices] = 1.0
+    count = x.sum(0)
+    cos = (x.T @ x) / np.sqrt(np.outer(np.maximum(count, 1), np.maximum(count, 1)))
+    np.fill_diagonal(cos, 0.0)
+    dense = np.zeros((6, 6))
+    dense[channel.rows.numpy(), channel.cols.numpy()] = channel.vals.numpy()
+    for j in range(6):
+        kept = np.flatnonzero(dense[:, j])
+        assert len(kept) <= 2 and np.allclose(dense[kept, j], cos[kept, j], atol=1e-6)
+        # the two largest cosines to j are kept (ties to the lower item)
+        best = sorted(np.flatnonzero(cos[:, j] > 0), key=lambda i: (-cos[i, j], i))[:2]
+        assert sorted(kept) == sorted(best)
+    rows, cols = channel.rows.numpy(), channel.cols.numpy()
+    assert (SCENE[rows] != SCENE[cols]).any()  # unlike EASE, a weight may cross scenes
+    model = SceneGNN(inputs, dim=4, item_item_kind="knn")
+    valid = CSR.from_pairs(np.array([0, 1, 2]), np.array([5, 3, 4]), (4, 6))
+    report = tune_item_item(model, inputs.train, valid, SCENE, top_k=2)
+    assert set(report.scenes) <= {0, 1} and all(r["reg"] == 0.0 for r in report.scenes.values())
+    assert torch.equal(model.item_item_channel.rows, channel.rows)  # the kNN weights, not EASE's
+    assert hyperparameters(model)["item_item_kind"] == "knn"
+    with pytest.raises(ValueError, match="item_item_kind"):
+        SceneGNN(inputs, dim=4, item_item_kind="svd")
 
 
 @pytest.fixture(scope="module")
