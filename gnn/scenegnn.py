@@ -147,7 +147,8 @@ class ItemItem(torch.nn.Module):
     """Closed-form item-item weights per scene (EASE: ``B = I - P diag(1 / diag(P))``, ``P = (X^T X + reg I)^-1``,
     diagonal zeroed), pruned to the ``top_k`` largest weights per item and held as index/value buffers.
 
-    Scores of users with training rows ``X_b`` (b, I) are ``X_b @ B``; weights only connect items of one scene.
+    Scores of users with training rows ``X_b`` (b, I) are ``X_b @ B``; EASE weights only connect items of one scene
+    (:meth:`fit`), item-kNN weights (:meth:`fit_knn`) connect items of any scene to each item.
     Scenes with more than ``max_items`` items get no weights (a dense inverse of that size would not fit the time or
     memory budget of a CPU run); they are listed in :attr:`skipped_scenes`.
     """
@@ -221,10 +222,7 @@ class ItemItem(torch.nn.Module):
             rows.append(items[src[nz]])
             cols.append(items[dst[nz]])
             vals.append(w[nz])
-        self.rows = torch.from_numpy(np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)).long()
-        self.cols = torch.from_numpy(np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64)).long()
-        self.vals = torch.from_numpy(np.concatenate(vals) if vals else np.zeros(0)).float()
-        self._matrix_t = None
+        self._set_weights(rows, cols, vals)
 
     def fit_knn(self, train: CSR, item_scene: np.ndarray, *, top_k: int = 256) -> None:
         """Item-kNN weights instead of EASE: ``B[i, j] = |U_i & U_j| / sqrt(|U_i| |U_j|)`` (the cosine of the binary
@@ -257,6 +255,10 @@ class ItemItem(torch.nn.Module):
             rows.append(r[sel])
             cols.append(items[j[sel]])
             vals.append(v[sel])
+        self._set_weights(rows, cols, vals)
+
+    def _set_weights(self, rows: list[np.ndarray], cols: list[np.ndarray], vals: list[np.ndarray]) -> None:
+        """Replace the weight buffers by the concatenated (row, column, value) parts."""
         self.rows = torch.from_numpy(np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)).long()
         self.cols = torch.from_numpy(np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64)).long()
         self.vals = torch.from_numpy(np.concatenate(vals) if vals else np.zeros(0)).float()
