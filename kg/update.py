@@ -150,7 +150,7 @@ def _same_as_pairs(graph: GraphStore) -> set[tuple[str, str]]:
 
 
 # ---------------------------------------------------------------------------------------------- merging
-def _scene_scales(manifest: dict[str, Any], options: LoadOptions) -> dict[str, tuple[float, float]]:
+def _scene_scales(manifest: dict[str, Any]) -> dict[str, tuple[float, float]]:
     scales = (manifest.get("meta") or {}).get("rating_scale") or {}
     return {str(s): (float(v[0]), float(v[1])) for s, v in scales.items() if isinstance(v, (list, tuple))}
 
@@ -360,7 +360,7 @@ def update(
     with LadybugStore(live / GRAPH_FILE, read_only=True) as graph:
         stored = stored_dataset(graph, idmap, name=str(manifest.get("dataset", {}).get("name", "stored")))
         same_as = _same_as_pairs(graph)
-    raw, new_scales = _prepare_update(result.dataset, stored, rejects, options, _scene_scales(manifest, options))
+    raw, new_scales = _prepare_update(result.dataset, stored, rejects, options, _scene_scales(manifest))
     merged = merge(stored, raw, rejects)
     delta = diff(stored, merged, same_as)
     result = replace(result, dataset=merged)
@@ -435,22 +435,14 @@ def update(
         new_rejects = rejects.to_frame()
         both = new_rejects if old_rejects is None else pd.concat([old_rejects, new_rejects], ignore_index=True)
         both.to_csv(building / REJECTS, index=False)
-        added = {
-            "scenes": len(delta.new_nodes["Scene"]),
-            "users": len(delta.new_nodes["User"]),
-            "items": len(delta.new_nodes["Item"]),
-            "entities": len(delta.new_nodes["Entity"]),
-            "interactions": len(delta.new_interactions),
-            "triples": len(delta.new_triples),
-            "alignment": len(delta.new_alignment),
-        }
-        changed = {
-            "scenes": len(delta.changed_nodes["Scene"]),
-            "users": len(delta.changed_nodes["User"]),
-            "items": len(delta.changed_nodes["Item"]),
-            "entities": len(delta.changed_nodes["Entity"]),
-            "interactions": len(delta.changed_interactions),
-        }
+        added = {table: len(delta.new_nodes[label]) for table, label in _NODE_TABLES.items()}
+        added.update(
+            interactions=len(delta.new_interactions),
+            triples=len(delta.new_triples),
+            alignment=len(delta.new_alignment),
+        )
+        changed = {table: len(delta.changed_nodes[label]) for table, label in _NODE_TABLES.items()}
+        changed["interactions"] = len(delta.changed_interactions)
         meta = dict(manifest.get("meta") or {})
         if new_scales:
             meta["rating_scale"] = {**(meta.get("rating_scale") or {}), **new_scales}

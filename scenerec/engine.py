@@ -574,13 +574,13 @@ class Engine:
         old_users, old_items = trained.size("user"), trained.size("item")
         model.eval()
         with torch.no_grad():
-            _, item_emb = model()
             new = np.arange(old_items, n_items)
             encode = getattr(model, "encode_new_items", None)
             text = self.features.get("item")
             if len(new) and encode is not None and getattr(model, "text_proj", None) is not None and text is not None:
                 vectors = encode(torch.from_numpy(text[new]), torch.from_numpy(index.item_scene[new]))
-            else:
+            else:  # no text representation (or no new item): zero vectors of the model's item size
+                item_emb = model()[1]
                 vectors = item_emb.new_zeros(len(new), item_emb.shape[1])
         edges = index.edges.get(("user", "INTERACTED", "item"))
         users = edges["src"].to_numpy(np.int64) if edges is not None else np.zeros(0, np.int64)
