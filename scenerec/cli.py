@@ -603,7 +603,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from scenerec.pipeline import build
 
     sample = Path(args.sample)
-    print(f"scenerec {__version__} demo: rebuild the knowledge graph of the bundled sample, then query it")
+    print(
+        f"scenerec {__version__} demo: the whole pipeline on the bundled sample (rebuild, query, align, train with "
+        "and without transfer, evaluate, write back, explain, report)"
+    )
     print(f"sample:  {sample}")
     t0 = time.perf_counter()
     progress = _Progress(args.quiet)
