@@ -7,7 +7,8 @@ Protocols (held-out users are URLLM's own user-level split: users 8000-8999 are 
 validation users, whose metrics drive early stopping and every tuning choice; nothing is tuned on test users):
 
 * ``warm``: the last Office interaction (by sequence position) of each held-out user is its test (validation) item;
-  everything else, Arts history included, is training data.
+  that user's earlier interactions, Arts history included, are training data; interactions at or after the test
+  item's position (URLLM's sequences end with one Arts and one Office target at the same position) are not.
 * ``cold``: the 1,000 test users (and the validation users) lose ALL their Office interactions, which become the
   test (validation) items; their Arts history stays.
 
@@ -27,8 +28,10 @@ Models (``--models``):
   shared, no gate), ``+alignment`` (plus the ``SAME_AS`` item links the aligner finds between the scenes, no gate),
   ``+gate`` (plus the per-scene gate: the full model), ``gate-no-align`` (the gate without the links).
   All train with the in-scene softmax loss (lr 1e-2, 1,024 (user, scene) rows per step, early stopping on the
-  validation users' NDCG@10 with patience 10); the item-item channel is left out (a dense EASE inverse over
-  19,757 Office items takes minutes per regularisation value on 2 cores).
+  validation users' NDCG@10 with patience 10). The item-item channel is off unless ``--item-item`` names a kind:
+  ``knn`` (item kNN across scenes; its exponents and fusion weight chosen per scene on the validation users by
+  :func:`scenerec.gnn.train.tune_item_item`, as ``fit("crossscene")`` does) or ``ease`` (a dense EASE inverse over
+  19,757 Office items: minutes per regularisation value on 2 cores).
 
 On cold users the target-only models are skipped: those users have no Office history, so such a model has nothing
 to rank by (``--cold-target-only`` runs them anyway). The aligner runs once, without seeds (the dataset has no gold
@@ -160,6 +163,7 @@ def make_split(g: Graph, protocol: str) -> Split:
     role[g.valid_users] = 1
     role[g.test_users] = 2
     held = role[g.users] > 0
+    drop = np.zeros(len(g.users), dtype=bool)
     if protocol == "cold":
         out = held & target
     elif protocol == "warm":
@@ -172,11 +176,17 @@ def make_split(g: Graph, protocol: str) -> Split:
         # the same (user, item) pair earlier in the sequence is not training data either
         key = g.users * g.shape[1] + g.items
         out |= np.isin(key, key[last])
+        # nor is anything at or after the test item's position in the other scene (URLLM's sequences end with one
+        # target per scene at the same position: the concurrent Arts target is not history of the Office one)
+        last_pos = np.full(g.shape[0], np.iinfo(np.int64).max)
+        last_pos[g.users[last]] = g.position[last]
+        drop = held & ~out & (g.position >= last_pos[g.users])
     else:
         raise ValueError(f"unknown protocol {protocol!r}")
     r = role[g.users]
+    keep = ~out & ~drop
     return Split(
-        train=CSR.from_pairs(g.users[~out], g.items[~out], g.shape),
+        train=CSR.from_pairs(g.users[keep], g.items[keep], g.shape),
         valid=CSR.from_pairs(g.users[out & (r == 1)], g.items[out & (r == 1)], g.shape),
         test=CSR.from_pairs(g.users[out & (r == 2)], g.items[out & (r == 2)], g.shape),
     )

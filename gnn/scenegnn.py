@@ -224,9 +224,23 @@ class ItemItem(torch.nn.Module):
             vals.append(w[nz])
         self._set_weights(rows, cols, vals)
 
-    def fit_knn(self, train: CSR, item_scene: np.ndarray, *, top_k: int = 256) -> None:
-        """Item-kNN weights instead of EASE: ``B[i, j] = |U_i & U_j| / sqrt(|U_i| |U_j|)`` (the cosine of the binary
-        item columns of the training pairs, the diagonal left out), the ``top_k`` largest per target item ``j``.
+    def fit_knn(
+        self,
+        train: CSR,
+        item_scene: np.ndarray,
+        *,
+        top_k: int = 256,
+        alpha: float | Sequence[float] = 0.5,
+        beta: float | Sequence[float] = 0.5,
+    ) -> None:
+        """Item-kNN weights instead of EASE: ``B[i, j] = |U_i & U_j| / (|U_i|^alpha |U_j|^beta)`` over the binary
+        item columns of the training pairs (the diagonal left out), the ``top_k`` largest per target item ``j``, then
+        divided by the largest weight into the target item's scene (the fusion weight sets the scale).
+
+        ``alpha = beta = 0.5`` is the cosine; ``alpha > beta`` the asymmetric cosine (Aiolli, 2013): a smaller
+        ``beta`` normalises popular target items less, so popularity enters the scores, which is what users
+        with little history in the scene need; ``alpha = beta = 0`` counts co-occurrences. ``alpha`` and ``beta``
+        are one value or a sequence indexed by the target item's scene (like :meth:`fit`'s ``reg``).
         Unlike EASE the weights connect items of any scene to ``j`` (so a history in one scene scores another), and
         no scene is too large: the work is one sparse product per scene."""
         import scipy.sparse as sp
@@ -236,17 +250,17 @@ class ItemItem(torch.nn.Module):
         x.data[:] = 1.0
         x.sum_duplicates()
         x.data[:] = 1.0
-        count = np.asarray(x.sum(0)).ravel()
-        norm = 1.0 / np.sqrt(np.maximum(count, 1.0))
+        count = np.maximum(np.asarray(x.sum(0)).ravel().astype(np.float64), 1.0)
         xt = x.T.tocsr()
         rows, cols, vals = [], [], []
         self.skipped_scenes = []
         for s in np.unique(item_scene):
+            a, b = (float(e if isinstance(e, int | float) else e[max(int(s), 0)]) for e in (alpha, beta))
             items = np.flatnonzero(item_scene == s)
             c = (xt @ x[:, items]).tocoo()
             r, j, v = c.row.astype(np.int64), c.col.astype(np.int64), c.data.astype(np.float64)
             keep = r != items[j]
-            r, j, v = r[keep], j[keep], v[keep] * norm[r[keep]] * norm[items[j[keep]]]
+            r, j, v = r[keep], j[keep], v[keep] * count[r[keep]] ** -a * count[items[j[keep]]] ** -b
             order = np.lexsort((r, -v, j))  # per target column: largest weight first, ties to the lower item
             r, j, v = r[order], j[order], v[order]
             starts = np.r_[0, np.flatnonzero(np.diff(j)) + 1] if len(j) else np.zeros(0, dtype=np.int64)
@@ -254,7 +268,7 @@ class ItemItem(torch.nn.Module):
             sel = rank < top_k
             rows.append(r[sel])
             cols.append(items[j[sel]])
-            vals.append(v[sel])
+            vals.append(v[sel] / v[sel].max() if sel.any() else v[sel])
         self._set_weights(rows, cols, vals)
 
     def _set_weights(self, rows: list[np.ndarray], cols: list[np.ndarray], vals: list[np.ndarray]) -> None:

@@ -437,13 +437,26 @@ def _fit(
 
 @dataclass
 class ItemItemReport:
-    """What :func:`tune_item_item` chose per scene index: ``reg`` (EASE's L2), ``weight`` (the fusion weight,
-    0: the channel is off for that scene), the validation NDCG of the graph model alone (``base``), of the item-item
-    weights alone (``item_item``) and fused (``fused``); ``skipped``: scenes too large for the channel."""
+    """What :func:`tune_item_item` chose per scene index: ``reg`` (EASE's L2; 0 for item kNN), ``alpha`` and
+    ``beta`` (item kNN's exponents; absent for EASE), ``weight`` (the fusion weight, 0: the channel is off for that
+    scene), the validation NDCG of the graph model alone (``base``), of the item-item weights alone (``item_item``)
+    and fused (``fused``); ``skipped``: scenes too large for the channel."""
 
     scenes: dict[int, dict[str, float]] = field(default_factory=dict)
     skipped: list[int] = field(default_factory=list)
     seconds: float = 0.0
+
+
+#: Item-kNN exponents ``(alpha, beta)`` that :func:`tune_item_item` tries (:meth:`ItemItem.fit_knn`): the cosine,
+#: asymmetric cosines that normalise popular target items less, and plain co-occurrence counts.
+KNN_EXPONENTS: tuple[tuple[float, float], ...] = (
+    (0.5, 0.5),
+    (0.5, 0.25),
+    (0.25, 0.25),
+    (0.5, 0.0),
+    (0.25, 0.0),
+    (0.0, 0.0),
+)
 
 
 def tune_item_item(
@@ -453,15 +466,20 @@ def tune_item_item(
     item_scene: np.ndarray | None = None,
     *,
     regs: tuple[float, ...] = (100.0, 250.0, 500.0, 1000.0),
-    weights: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0),
+    exponents: tuple[tuple[float, float], ...] = KNN_EXPONENTS,
+    weights: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0),
     k: int = 10,
     top_k: int = 256,
     max_items: int = 20_000,
 ) -> ItemItemReport:
-    """Fit the item-item channel of a trained :class:`~scenerec.gnn.scenegnn.SceneGNN` and choose, per scene and on
-    the validation pairs (NDCG@``k``, full ranking within the scene), EASE's ``reg`` among ``regs`` and the fusion
-    weight among ``weights`` (0 keeps the graph model alone). The graph model itself is not changed. A model with
-    ``item_item_kind="knn"`` gets item-kNN weights across scenes (:meth:`ItemItem.fit_knn`; ``regs`` unused).
+    """Fit the item-item channel of a trained :class:`~scenerec.gnn.scenegnn.SceneGNN` and choose its settings per
+    scene on the validation pairs (NDCG@``k``, full ranking within the scene); the graph model itself is not changed.
+
+    * EASE (``item_item_kind="ease"``): ``reg`` among ``regs`` by the channel alone, then the fusion weight among
+      ``weights`` (0 keeps the graph model alone).
+    * item kNN (``item_item_kind="knn"``, :meth:`ItemItem.fit_knn`, weights across scenes): the exponents among
+      ``exponents`` and the fusion weight together, by the fused NDCG (``regs`` unused).
+
     Models without the channel are left as they are (an empty report).
     """
     t0 = time.perf_counter()
@@ -474,6 +492,8 @@ def tune_item_item(
     groups = [int(g) for g in np.unique(scene)]
     candidates = {g: np.flatnonzero(scene == g) for g in groups}
     monitor = f"ndcg@{k}"
+    if 0.0 not in weights:
+        weights = (0.0, *weights)
 
     def scene_ndcg(score_fn: Callable[[torch.Tensor], torch.Tensor], g: int) -> float:
         has = np.isin(valid.indices, candidates[g])
@@ -481,15 +501,58 @@ def tune_item_item(
             return 0.0
         return evaluate_scores(score_fn, train, valid, ks=(k,), candidate_items=candidates[g])[monitor]
 
-    best_reg: dict[int, tuple[float, float]] = {}
-    knn = getattr(model, "item_item_kind", "ease") == "knn"
+    fusion_index = {g: max(g, 0) for g in groups}
+    n_fusion = max(groups) + 1 if max(groups) >= 0 else 1
+
+    def per_scene(values: dict[int, float], default: float) -> list[float]:
+        """A value per scene index as the fitters read it (items without a scene read index 0)."""
+        out = [default] * n_fusion
+        for g, v in values.items():
+            out[fusion_index[g]] = v
+        return out
+
     model.eval()
     with torch.no_grad():
-        for reg in regs if not knn else (0.0,):
-            if knn:
-                channel.fit_knn(train, scene, top_k=top_k)
-            else:
-                channel.fit(train, scene, reg, top_k=top_k, max_items=max_items)
+        if getattr(model, "item_item_kind", "ease") == "knn":
+            user_emb, item_emb = model()
+            base = {g: scene_ndcg(lambda u: model.score(u, user_emb, item_emb), g) for g in groups}
+            # per scene: (fused NDCG, weight, exponents, channel-alone NDCG)
+            best: dict[int, tuple[float, float, tuple[float, float], float]] = {}
+            for pair in exponents:
+                channel.fit_knn(train, scene, top_k=top_k, alpha=pair[0], beta=pair[1])
+                for g in groups:
+                    alone = scene_ndcg(lambda u: channel.scores(model.train_rows(u.cpu())), g)
+                    for w in weights:
+                        if w == 0.0:
+                            value = base[g]
+                        else:
+                            model.fusion.zero_()
+                            model.fusion[fusion_index[g]] = w
+                            value = scene_ndcg(lambda u: model.score(u, user_emb, item_emb), g)
+                        if g not in best or value > best[g][0]:
+                            best[g] = (value, w, pair, alone)
+            alphas = {g: best[g][2][0] for g in best}
+            betas = {g: best[g][2][1] for g in best}
+            channel.fit_knn(train, scene, top_k=top_k, alpha=per_scene(alphas, 0.5), beta=per_scene(betas, 0.5))
+            model.fusion.zero_()
+            for g, (value, w, pair, alone) in best.items():
+                model.fusion[fusion_index[g]] = w
+                report.scenes[g] = {
+                    "reg": 0.0,
+                    "alpha": pair[0],
+                    "beta": pair[1],
+                    "weight": w,
+                    "base": base[g],
+                    "item_item": alone,
+                    "fused": value,
+                }
+            report.seconds = time.perf_counter() - t0
+            log.info("item-item channel: %s (%.1f s)", report.scenes, report.seconds)
+            return report
+
+        best_reg: dict[int, tuple[float, float]] = {}
+        for reg in regs:
+            channel.fit(train, scene, reg, top_k=top_k, max_items=max_items)
             for g in groups:
                 if g in channel.skipped_scenes:
                     continue
@@ -502,12 +565,10 @@ def tune_item_item(
             model.fusion.zero_()
             report.seconds = time.perf_counter() - t0
             return report
-        per_scene = [best_reg.get(g, (regs[0], 0.0))[0] for g in range(max(groups) + 1)] if max(groups) >= 0 else []
-        reg_arg: float | list[float] = per_scene if per_scene else best_reg[groups[0]][0]
-        if not knn:
-            channel.fit(train, scene, reg_arg, top_k=top_k, max_items=max_items)
+        channel.fit(
+            train, scene, per_scene({g: r for g, (r, _) in best_reg.items()}, regs[0]), top_k=top_k, max_items=max_items
+        )
         user_emb, item_emb = model()
-        fusion_index = {g: max(g, 0) for g in groups}
         results: dict[int, dict[float, float]] = {g: {} for g in best_reg}
         for w in weights:
             model.fusion.fill_(w)

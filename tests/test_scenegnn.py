@@ -141,30 +141,41 @@ def test_item_item_channel_stays_within_a_scene_and_prunes() -> None:
     assert channel.nnz == 0 and channel.skipped_scenes == [0, 1]
 
 
-def test_item_knn_weights_are_cosines_across_scenes_by_hand() -> None:
+def test_item_knn_weights_by_hand_cosine_and_asymmetric_across_scenes() -> None:
     inputs = _inputs()
     channel = ItemItem(6)
     channel.fit_knn(inputs.train, SCENE, top_k=2)
     users = inputs.train.rows()
     x = np.zeros(inputs.train.shape)
     x[users, inputs.train.indices] = 1.0
-    count = x.sum(0)
-    cos = (x.T @ x) / np.sqrt(np.outer(np.maximum(count, 1), np.maximum(count, 1)))
-    np.fill_diagonal(cos, 0.0)
-    dense = np.zeros((6, 6))
-    dense[channel.rows.numpy(), channel.cols.numpy()] = channel.vals.numpy()
-    for j in range(6):
-        kept = np.flatnonzero(dense[:, j])
-        assert len(kept) <= 2 and np.allclose(dense[kept, j], cos[kept, j], atol=1e-6)
-        # the two largest cosines to j are kept (ties to the lower item)
-        best = sorted(np.flatnonzero(cos[:, j] > 0), key=lambda i: (-cos[i, j], i))[:2]
-        assert sorted(kept) == sorted(best)
-    rows, cols = channel.rows.numpy(), channel.cols.numpy()
-    assert (SCENE[rows] != SCENE[cols]).any()  # unlike EASE, a weight may cross scenes
+    count = np.maximum(x.sum(0), 1)
+    co = x.T @ x
+    np.fill_diagonal(co, 0.0)
+
+    # the cosine (alpha = beta = 0.5, the default), and an asymmetric form with per-scene exponents
+    for alpha, beta in (((0.5, 0.5), (0.5, 0.5)), ((0.5, 0.0), (1.0, 0.25))):
+        if alpha != (0.5, 0.5):
+            channel.fit_knn(inputs.train, SCENE, top_k=2, alpha=alpha, beta=beta)
+        a, b = np.array(alpha)[SCENE], np.array(beta)[SCENE]  # by the target item's scene
+        weight = co / (count[:, None] ** a[None, :] * (count**b)[None, :])
+        expect = np.zeros((6, 6))
+        for j in range(6):  # the two largest weights into j are kept (ties to the lower item)
+            best = sorted(np.flatnonzero(weight[:, j] > 0), key=lambda i: (-weight[i, j], i))[:2]
+            expect[best, j] = weight[best, j]
+        for sc in (0, 1):  # then scaled by the largest kept weight into the scene
+            in_scene = np.equal(SCENE, sc)
+            expect[:, in_scene] /= expect[:, in_scene].max()
+        dense = np.zeros((6, 6))
+        dense[channel.rows.numpy(), channel.cols.numpy()] = channel.vals.numpy()
+        assert np.allclose(dense, expect, atol=1e-6)
+        rows, cols = channel.rows.numpy(), channel.cols.numpy()
+        assert (SCENE[rows] != SCENE[cols]).any()  # unlike EASE, a weight may cross scenes
     model = SceneGNN(inputs, dim=4, item_item_kind="knn")
     valid = CSR.from_pairs(np.array([0, 1, 2]), np.array([5, 3, 4]), (4, 6))
-    report = tune_item_item(model, inputs.train, valid, SCENE, top_k=2)
+    report = tune_item_item(model, inputs.train, valid, SCENE, top_k=2, exponents=((0.5, 0.5),))
     assert set(report.scenes) <= {0, 1} and all(r["reg"] == 0.0 for r in report.scenes.values())
+    assert all((r["alpha"], r["beta"]) == (0.5, 0.5) for r in report.scenes.values())
+    channel.fit_knn(inputs.train, SCENE, top_k=2)
     assert torch.equal(model.item_item_channel.rows, channel.rows)  # the kNN weights, not EASE's
     assert hyperparameters(model)["item_item_kind"] == "knn"
     with pytest.raises(ValueError, match="item_item_kind"):
@@ -227,6 +238,37 @@ def test_scenegnn_learns_tunes_and_round_trips(ml_inputs: tuple[GraphInputs, dic
         assert torch.equal(again.score(users), model.score(users))
     with pytest.raises(ValueError, match="needs inputs"):
         build_model(meta, state)
+
+
+def test_item_knn_channel_tunes_exponents_and_weight_together(ml_inputs: tuple[GraphInputs, dict[str, CSR]]) -> None:
+    from scenerec.gnn import evaluate_scores
+
+    inputs, split = ml_inputs
+    model = SceneGNN(inputs, dim=16, item_ids="all", item_item_kind="knn")
+    cfg = TrainConfig(epochs=3, lr=1e-2, batch_size=64, loss="softmax", weight_decay=0.0, seed=3, threads=1)
+    fit(model, split["train"], split["valid"], cfg, item_scene=inputs.item_scene)
+    pairs = ((0.5, 0.5), (0.0, 0.0))
+    report = tune_item_item(model, split["train"], split["valid"], inputs.item_scene, exponents=pairs)
+    chosen = report.scenes[0]
+    assert (chosen["alpha"], chosen["beta"]) in pairs and chosen["fused"] >= chosen["base"]
+    assert float(model.fusion[0]) == chosen["weight"]
+    # the stored weights are the chosen exponents' and the fused value is what the model now scores
+    again = ItemItem(inputs.num_items)
+    again.fit_knn(split["train"], inputs.item_scene, alpha=chosen["alpha"], beta=chosen["beta"])
+    channel = model.item_item_channel
+    assert channel is not None and torch.equal(channel.vals, again.vals) and torch.equal(channel.rows, again.rows)
+    with torch.no_grad():
+        u, i = model()
+        fused = evaluate_scores(lambda x: model.score(x, u, i), split["train"], split["valid"], ks=(10,))
+    assert fused["ndcg@10"] == pytest.approx(chosen["fused"], abs=1e-9)
+    # every (pair, weight) was a candidate: no other choice does better on the validation pairs
+    for alpha, beta in pairs:
+        model.item_item_channel.fit_knn(split["train"], inputs.item_scene, alpha=alpha, beta=beta)
+        for w in (1.0, 8.0):
+            model.fusion.fill_(w)
+            with torch.no_grad():
+                other = evaluate_scores(lambda x: model.score(x, u, i), split["train"], split["valid"], ks=(10,))
+            assert other["ndcg@10"] <= chosen["fused"] + 1e-9
 
 
 def test_new_user_from_items_matches_hand_computation(ml_inputs: tuple[GraphInputs, dict[str, CSR]]) -> None:
