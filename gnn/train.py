@@ -470,6 +470,7 @@ def tune_item_item(
     weights: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0),
     k: int = 10,
     top_k: int = 256,
+    knn_top_k: int = 1024,
     max_items: int = 20_000,
 ) -> ItemItemReport:
     """Fit the item-item channel of a trained :class:`~scenerec.gnn.scenegnn.SceneGNN` and choose its settings per
@@ -477,8 +478,9 @@ def tune_item_item(
 
     * EASE (``item_item_kind="ease"``): ``reg`` among ``regs`` by the channel alone, then the fusion weight among
       ``weights`` (0 keeps the graph model alone).
-    * item kNN (``item_item_kind="knn"``, :meth:`ItemItem.fit_knn`, weights across scenes): the exponents among
-      ``exponents`` and the fusion weight together, by the fused NDCG (``regs`` unused).
+    * item kNN (``item_item_kind="knn"``, :meth:`ItemItem.fit_knn`, weights across scenes, the ``knn_top_k``
+      largest per item: the forms that let popularity in need more neighbours than EASE's ``top_k``): the exponents
+      among ``exponents`` and the fusion weight together, by the fused NDCG (``regs`` unused).
 
     Models without the channel are left as they are (an empty report).
     """
@@ -519,7 +521,7 @@ def tune_item_item(
             # per scene: (fused NDCG, weight, exponents, channel-alone NDCG)
             best: dict[int, tuple[float, float, tuple[float, float], float]] = {}
             for pair in exponents:
-                channel.fit_knn(train, scene, top_k=top_k, alpha=pair[0], beta=pair[1])
+                channel.fit_knn(train, scene, top_k=knn_top_k, alpha=pair[0], beta=pair[1])
                 for g in groups:
                     alone = scene_ndcg(lambda u: channel.scores(model.train_rows(u.cpu())), g)
                     for w in weights:
@@ -533,7 +535,7 @@ def tune_item_item(
                             best[g] = (value, w, pair, alone)
             alphas = {g: best[g][2][0] for g in best}
             betas = {g: best[g][2][1] for g in best}
-            channel.fit_knn(train, scene, top_k=top_k, alpha=per_scene(alphas, 0.5), beta=per_scene(betas, 0.5))
+            channel.fit_knn(train, scene, top_k=knn_top_k, alpha=per_scene(alphas, 0.5), beta=per_scene(betas, 0.5))
             model.fusion.zero_()
             for g, (value, w, pair, alone) in best.items():
                 model.fusion[fusion_index[g]] = w

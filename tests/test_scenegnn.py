@@ -172,7 +172,7 @@ def test_item_knn_weights_by_hand_cosine_and_asymmetric_across_scenes() -> None:
         assert (SCENE[rows] != SCENE[cols]).any()  # unlike EASE, a weight may cross scenes
     model = SceneGNN(inputs, dim=4, item_item_kind="knn")
     valid = CSR.from_pairs(np.array([0, 1, 2]), np.array([5, 3, 4]), (4, 6))
-    report = tune_item_item(model, inputs.train, valid, SCENE, top_k=2, exponents=((0.5, 0.5),))
+    report = tune_item_item(model, inputs.train, valid, SCENE, knn_top_k=2, exponents=((0.5, 0.5),))
     assert set(report.scenes) <= {0, 1} and all(r["reg"] == 0.0 for r in report.scenes.values())
     assert all((r["alpha"], r["beta"]) == (0.5, 0.5) for r in report.scenes.values())
     channel.fit_knn(inputs.train, SCENE, top_k=2)
@@ -254,7 +254,7 @@ def test_item_knn_channel_tunes_exponents_and_weight_together(ml_inputs: tuple[G
     assert float(model.fusion[0]) == chosen["weight"]
     # the stored weights are the chosen exponents' and the fused value is what the model now scores
     again = ItemItem(inputs.num_items)
-    again.fit_knn(split["train"], inputs.item_scene, alpha=chosen["alpha"], beta=chosen["beta"])
+    again.fit_knn(split["train"], inputs.item_scene, top_k=1024, alpha=chosen["alpha"], beta=chosen["beta"])
     channel = model.item_item_channel
     assert channel is not None and torch.equal(channel.vals, again.vals) and torch.equal(channel.rows, again.rows)
     with torch.no_grad():
@@ -263,7 +263,7 @@ def test_item_knn_channel_tunes_exponents_and_weight_together(ml_inputs: tuple[G
     assert fused["ndcg@10"] == pytest.approx(chosen["fused"], abs=1e-9)
     # every (pair, weight) was a candidate: no other choice does better on the validation pairs
     for alpha, beta in pairs:
-        model.item_item_channel.fit_knn(split["train"], inputs.item_scene, alpha=alpha, beta=beta)
+        model.item_item_channel.fit_knn(split["train"], inputs.item_scene, top_k=1024, alpha=alpha, beta=beta)
         for w in (1.0, 8.0):
             model.fusion.fill_(w)
             with torch.no_grad():
