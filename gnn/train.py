@@ -472,6 +472,7 @@ def tune_item_item(
     top_k: int = 256,
     knn_top_k: int = 1024,
     max_items: int = 20_000,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ItemItemReport:
     """Fit the item-item channel of a trained :class:`~scenerec.gnn.scenegnn.SceneGNN` and choose its settings per
     scene on the validation pairs (NDCG@``k``, full ranking within the scene); the graph model itself is not changed.
@@ -482,7 +483,8 @@ def tune_item_item(
       largest per item: the forms that let popularity in need more neighbours than EASE's ``top_k``): the exponents
       among ``exponents`` and the fusion weight together, by the fused NDCG (``regs`` unused).
 
-    Models without the channel are left as they are (an empty report).
+    Models without the channel are left as they are (an empty report). ``progress(done, total)`` is called after
+    each fit of the weights (on a large catalogue each takes seconds, and every one is evaluated on all weights).
     """
     t0 = time.perf_counter()
     report = ItemItemReport()
@@ -520,7 +522,9 @@ def tune_item_item(
             base = {g: scene_ndcg(lambda u: model.score(u, user_emb, item_emb), g) for g in groups}
             # per scene: (fused NDCG, weight, exponents, channel-alone NDCG)
             best: dict[int, tuple[float, float, tuple[float, float], float]] = {}
-            for pair in exponents:
+            for step, pair in enumerate(exponents):
+                if progress is not None:
+                    progress(step, len(exponents))
                 channel.fit_knn(train, scene, top_k=knn_top_k, alpha=pair[0], beta=pair[1])
                 for g in groups:
                     alone = scene_ndcg(lambda u: channel.scores(model.train_rows(u.cpu())), g)
@@ -536,6 +540,8 @@ def tune_item_item(
             alphas = {g: best[g][2][0] for g in best}
             betas = {g: best[g][2][1] for g in best}
             channel.fit_knn(train, scene, top_k=knn_top_k, alpha=per_scene(alphas, 0.5), beta=per_scene(betas, 0.5))
+            if progress is not None:
+                progress(len(exponents), len(exponents))
             model.fusion.zero_()
             for g, (value, w, pair, alone) in best.items():
                 model.fusion[fusion_index[g]] = w
@@ -553,7 +559,9 @@ def tune_item_item(
             return report
 
         best_reg: dict[int, tuple[float, float]] = {}
-        for reg in regs:
+        for step, reg in enumerate(regs):
+            if progress is not None:
+                progress(step, len(regs) + 1)
             channel.fit(train, scene, reg, top_k=top_k, max_items=max_items)
             for g in groups:
                 if g in channel.skipped_scenes:
@@ -567,6 +575,8 @@ def tune_item_item(
             model.fusion.zero_()
             report.seconds = time.perf_counter() - t0
             return report
+        if progress is not None:
+            progress(len(regs), len(regs) + 1)
         channel.fit(
             train, scene, per_scene({g: r for g, (r, _) in best_reg.items()}, regs[0]), top_k=top_k, max_items=max_items
         )
@@ -587,6 +597,8 @@ def tune_item_item(
                 "item_item": best_reg[g][1],
                 "fused": results[g][w_best],
             }
+        if progress is not None:
+            progress(len(regs) + 1, len(regs) + 1)
     report.seconds = time.perf_counter() - t0
     log.info("item-item channel: %s (%.1f s)", report.scenes, report.seconds)
     return report

@@ -91,6 +91,42 @@ class _Progress:
             bar.close()
 
 
+class _FitProgress:
+    """Progress bars on stderr for ``fit``: training epochs (loss and validation NDCG), then the item-item channel's
+    fits (off with --quiet or when stderr is not a terminal)."""
+
+    def __init__(self, quiet: bool, epochs: int | None) -> None:
+        self.quiet = quiet
+        self.epochs = epochs
+        self.bar: Any = None
+        self.phase = ""
+
+    def _open(self, phase: str, total: int | None, desc: str, unit: str) -> Any:
+        if self.phase != phase:
+            from tqdm import tqdm
+
+            self.close()
+            self.bar = tqdm(total=total, desc=desc, unit=unit, disable=self.quiet or None, leave=False)
+            self.phase = phase
+        return self.bar
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        if "item_item" in record:
+            done, total = record["item_item"]
+            bar = self._open("item_item", total, "item-item channel", "fit")
+            bar.update(done - bar.n)
+            return
+        bar = self._open("train", self.epochs, "training", "epoch")
+        shown = {k: f"{v:.4f}" for k, v in record.items() if k.startswith(("loss", "valid_"))}
+        bar.set_postfix(shown, refresh=False)
+        bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
 def _print_rebuild(report: Any) -> None:
     res = report.load
     ds = res.dataset
@@ -286,15 +322,20 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if args.write_k < 1:
         raise ScenerecError(f"--write-k {args.write_k}: expected a positive integer")
     # The model goes to the generation folder; the graph is written only by the write-back.
+    progress = _FitProgress(args.quiet, args.epochs)
     with Engine.open(args.store, read_only=args.no_write_back) as engine:
-        result = engine.fit(
-            args.model,
-            seed=args.seed,
-            epochs=args.epochs,
-            scenes=args.scenes,
-            alignment=args.alignment,
-            options=_parse_options(args.option),
-        )
+        try:
+            result = engine.fit(
+                args.model,
+                seed=args.seed,
+                epochs=args.epochs,
+                scenes=args.scenes,
+                alignment=args.alignment,
+                options=_parse_options(args.option),
+                progress=progress,
+            )
+        finally:
+            progress.close()
         folder = engine.model_dir
         written = None if args.no_write_back else engine.write_back(k=args.write_k)
     metrics = ", ".join(f"{k} {v:.4f}" for k, v in result.best_valid.items())
@@ -754,6 +795,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=None, help="training seed (default: drawn and printed)")
     p.add_argument("--epochs", type=int, default=None, help="maximum epochs (default 300, early stopping)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument(
         "--scenes", nargs="+", default=None, help="train on these scenes' interactions only (default: all scenes)"
     )

@@ -439,7 +439,8 @@ class Engine:
         The splits stored on the interactions are used (``random_per_user`` over all of them when any has none);
         negatives come from the positive item's scene; early stopping watches validation NDCG. ``config``: the
         training configuration (default: the model's own, :attr:`ModelSpec.config`); ``seed`` and ``epochs``
-        override it (``seed`` also seeds the split, when one is assigned). ``progress`` gets every epoch's record.
+        override it (``seed`` also seeds the split, when one is assigned). ``progress`` gets every epoch's record,
+        then ``{"item_item": (done, total)}`` while the item-item channel is fitted.
         For ``scenegnn`` the item-item channel is fitted and its fusion weights chosen on the validation split
         afterwards (:func:`scenerec.gnn.tune_item_item`). The artifact (:func:`scenerec.gnn.save_artifact`, plus the
         splits) goes to :attr:`model_dir`, replacing any earlier one, so that it belongs to the live generation;
@@ -472,7 +473,13 @@ class Engine:
         except TypeError as exc:  # an unknown constructor argument
             raise ConfigError(f"model {model!r}: {exc}") from None
         result = fit(recommender, splits["train"], splits["valid"], cfg, item_scene=item_scene, progress=progress)
-        report = tune_item_item(recommender, splits["train"], splits["valid"], item_scene)
+        report = tune_item_item(
+            recommender,
+            splits["train"],
+            splits["valid"],
+            item_scene,
+            progress=None if progress is None else lambda done, total: progress({"item_item": (done, total)}),
+        )
         target = self.model_dir
         tmp = target.with_name(f"{MODEL_DIR}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -235,7 +236,7 @@ def test_item_bias_adds_to_the_scores_and_new_items_get_the_unchosen_mean() -> N
 
 
 def test_cli_fit_options_and_ablation_flags(
-    sample_store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    sample_store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = tmp_path / "store"
     shutil.copytree(sample_store, store, ignore=shutil.ignore_patterns("cache"))
@@ -244,8 +245,13 @@ def test_cli_fit_options_and_ablation_flags(
     rc = main(["fit", "--store", str(store), "--model", "crossscene", "--alignment", "--no-write-back"])
     assert rc != 0 and "scenerec align" in capsys.readouterr().err
     argv = ["fit", "--store", str(store), "--model", "crossscene", "--scenes", "office", "--epochs", "2"]
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # the progress bars show on a terminal only
     rc = main([*argv, "--option", "gate=false", "--option", "dim=16", "--seed", "3", "--no-write-back"])
-    assert rc == 0 and "fitted crossscene" in capsys.readouterr().out
+    out = capsys.readouterr()
+    assert rc == 0 and "fitted crossscene" in out.out
+    # two training epochs, then the item-item channel's six kNN fits (KNN_EXPONENTS)
+    assert "training: 100%" in out.err and "2/2" in out.err and "valid_ndcg@10=" in out.err
+    assert "item-item channel: 100%" in out.err and "6/6" in out.err
     _, meta = load_artifact(current_generation(store) / MODEL_DIR)
     assert meta["hyperparameters"]["dim"] == 16 and meta["hyperparameters"]["gate"] is False
     assert meta["extra"]["scenes"] == ["office"] and meta["extra"]["alignment"] == 0
