@@ -115,11 +115,13 @@ class _FitProgress:
             done, total = record["item_item"]
             bar = self._open("item_item", total, "item-item channel", "fit")
             bar.update(done - bar.n)
+            bar.refresh()  # every step shows, however fast (tqdm skips updates within its mininterval)
             return
         bar = self._open("train", self.epochs, "training", "epoch")
         shown = {k: f"{v:.4f}" for k, v in record.items() if k.startswith(("loss", "valid_"))}
         bar.set_postfix(shown, refresh=False)
         bar.update(1)
+        bar.refresh()
 
     def close(self) -> None:
         if self.bar is not None:
