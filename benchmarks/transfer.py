@@ -49,8 +49,9 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -206,6 +207,17 @@ def metrics_of(score: ScoreFn, split: Split, candidates: np.ndarray, which: str 
     return evaluate_scores(score, split.train, getattr(split, which), ks=KS, candidate_items=candidates)
 
 
+def pick_on_valid(options: Iterable[tuple[Any, ScoreFn]], split: Split, candidates: np.ndarray) -> dict[str, Any]:
+    """The ``(params, score)`` option with the best validation NDCG@10 (the first on ties), and its test metrics."""
+    best: tuple[float, Any, ScoreFn] | None = None
+    for params, score in options:
+        valid = metrics_of(score, split, candidates, "valid")["ndcg@10"]
+        if best is None or valid > best[0]:
+            best = (valid, params, score)
+    assert best is not None
+    return {"test": metrics_of(best[2], split, candidates), "valid_ndcg@10": best[0], "params": best[1]}
+
+
 # --------------------------------------------------------------------------------------------------- baselines
 def run_pop(g: Graph, split: Split, candidates: np.ndarray, seed: int) -> dict[str, Any]:
     counts = torch.as_tensor(np.bincount(split.train.indices, minlength=g.shape[1]), dtype=torch.float32)
@@ -221,38 +233,31 @@ def run_als(g: Graph, split: Split, candidates: np.ndarray, seed: int, joint: bo
         return {"skipped": "implicit is not installed (pip install implicit)"}
     train = split.train if joint else restrict(split.train, candidates)
     matrix = sp.csr_matrix((np.ones(train.nnz, dtype=np.float32), train.indices, train.indptr), shape=train.shape)
-    best: tuple[float, dict[str, Any], Any] | None = None
     t0 = time.perf_counter()
-    for factors in (64, 128):
-        for reg in (0.01, 0.1, 1.0):
-            for alpha in (1.0, 10.0, 40.0):
-                model = AlternatingLeastSquares(
-                    factors=factors,
-                    regularization=reg,
-                    alpha=alpha,
-                    iterations=15,
-                    random_state=seed,
-                    num_threads=threads,
-                    calculate_training_loss=False,
-                )
-                model.fit(matrix, show_progress=False)
-                uf = torch.from_numpy(np.asarray(model.user_factors))
-                itf = torch.from_numpy(np.asarray(model.item_factors))
 
-                def score(u: torch.Tensor, uf: torch.Tensor = uf, itf: torch.Tensor = itf) -> torch.Tensor:
-                    return uf[u] @ itf.t()
+    def options() -> Iterator[tuple[dict[str, Any], ScoreFn]]:
+        for factors in (64, 128):
+            for reg in (0.01, 0.1, 1.0):
+                for alpha in (1.0, 10.0, 40.0):
+                    model = AlternatingLeastSquares(
+                        factors=factors,
+                        regularization=reg,
+                        alpha=alpha,
+                        iterations=15,
+                        random_state=seed,
+                        num_threads=threads,
+                        calculate_training_loss=False,
+                    )
+                    model.fit(matrix, show_progress=False)
+                    uf = torch.from_numpy(np.asarray(model.user_factors))
+                    itf = torch.from_numpy(np.asarray(model.item_factors))
 
-                valid = metrics_of(score, split, candidates, "valid")["ndcg@10"]
-                params = {"factors": factors, "regularization": reg, "alpha": alpha}
-                if best is None or valid > best[0]:
-                    best = (valid, params, score)
-    assert best is not None
-    return {
-        "test": metrics_of(best[2], split, candidates),
-        "valid_ndcg@10": best[0],
-        "params": best[1],
-        "seconds": (time.perf_counter() - t0) / 18,
-    }
+                    def score(u: torch.Tensor, uf: torch.Tensor = uf, itf: torch.Tensor = itf) -> torch.Tensor:
+                        return uf[u] @ itf.t()
+
+                    yield {"factors": factors, "regularization": reg, "alpha": alpha}, score
+
+    return {**pick_on_valid(options(), split, candidates), "seconds": (time.perf_counter() - t0) / 18}
 
 
 def run_itemknn(g: Graph, split: Split, candidates: np.ndarray, joint: bool) -> dict[str, Any]:
@@ -263,24 +268,14 @@ def run_itemknn(g: Graph, split: Split, candidates: np.ndarray, joint: bool) -> 
     t0 = time.perf_counter()
     n_items = g.shape[1]
     history, sim, prior = itemknn_parts(g, split, candidates, joint)
-    best: tuple[float, float, ScoreFn] | None = None
-    for lam in (0.0, 0.05, 0.1, 0.2, 0.4):
 
-        def score(u: torch.Tensor, lam: float = lam) -> torch.Tensor:
-            out = np.zeros((len(u), n_items), dtype=np.float32)
-            out[:, candidates] = np.asarray((history[u.numpy()] @ sim).todense()) + lam * prior[None, :]
-            return torch.from_numpy(out)
+    def score(u: torch.Tensor, lam: float) -> torch.Tensor:
+        out = np.zeros((len(u), n_items), dtype=np.float32)
+        out[:, candidates] = np.asarray((history[u.numpy()] @ sim).todense()) + lam * prior[None, :]
+        return torch.from_numpy(out)
 
-        valid = metrics_of(score, split, candidates, "valid")["ndcg@10"]
-        if best is None or valid > best[0]:
-            best = (valid, lam, score)
-    assert best is not None
-    return {
-        "test": metrics_of(best[2], split, candidates),
-        "valid_ndcg@10": best[0],
-        "params": {"lam": best[1]},
-        "seconds": time.perf_counter() - t0,
-    }
+    options = (({"lam": lam}, partial(score, lam=lam)) for lam in (0.0, 0.05, 0.1, 0.2, 0.4))
+    return {**pick_on_valid(options, split, candidates), "seconds": time.perf_counter() - t0}
 
 
 def itemknn_parts(g: Graph, split: Split, candidates: np.ndarray, joint: bool) -> tuple[Any, Any, np.ndarray]:
