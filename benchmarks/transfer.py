@@ -102,6 +102,8 @@ class Split:
     train: CSR
     valid: CSR
     test: CSR
+    #: indices into the :class:`Graph` arrays of the training interactions (their order in time: ``Graph.position``)
+    train_rows: np.ndarray
 
 
 def load_graph(store: Path, shared: Path) -> Graph:
@@ -190,6 +192,7 @@ def make_split(g: Graph, protocol: str) -> Split:
         train=CSR.from_pairs(g.users[keep], g.items[keep], g.shape),
         valid=CSR.from_pairs(g.users[out & (r == 1)], g.items[out & (r == 1)], g.shape),
         test=CSR.from_pairs(g.users[out & (r == 2)], g.items[out & (r == 2)], g.shape),
+        train_rows=np.flatnonzero(keep),
     )
 
 
@@ -300,6 +303,147 @@ def itemknn_parts(g: Graph, split: Split, candidates: np.ndarray, joint: bool) -
     return history, sim, prior
 
 
+class SASRec(torch.nn.Module):
+    """Self-attentive sequential recommendation (Kang & McAuley, 2018): causal self-attention over the last
+    ``max_len`` items of a user's sequence; the last position's state scores the ``out_items`` (the target scene) by
+    a dot product with their input embeddings (tied). Trained with the full softmax over ``out_items`` (the
+    cross-entropy form of Klenitskiy & Vasilev, 2023, stronger than the original sampled BCE)."""
+
+    def __init__(
+        self, n_items: int, out_items: np.ndarray, *, max_len: int, dim: int, layers: int, heads: int, dropout: float
+    ) -> None:
+        super().__init__()
+        self.item = torch.nn.Embedding(n_items + 1, dim, padding_idx=0)  # item i is row i + 1; 0 pads
+        self.pos = torch.nn.Embedding(max_len, dim)
+        layer = torch.nn.TransformerEncoderLayer(
+            dim, heads, dim_feedforward=dim, dropout=dropout, batch_first=True, norm_first=True, activation="gelu"
+        )
+        self.encoder = torch.nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = torch.nn.LayerNorm(dim)
+        self.drop = torch.nn.Dropout(dropout)
+        self.register_buffer("out_rows", torch.as_tensor(out_items, dtype=torch.long) + 1)
+        self.register_buffer("causal", torch.triu(torch.ones(max_len, max_len, dtype=torch.bool), 1))
+        torch.nn.init.normal_(self.item.weight, std=dim**-0.5)
+        with torch.no_grad():
+            self.item.weight[0] = 0.0
+
+    def forward(self, seq: torch.Tensor) -> torch.Tensor:
+        """States (B, L, d) of right-padded item rows ``seq`` (B, L); position t sees positions <= t only, so the
+        padding after a sequence's end never reaches its states."""
+        n = seq.shape[1]
+        h = self.item(seq) * self.item.embedding_dim**0.5 + self.pos.weight[:n]
+        return self.norm(self.encoder(self.drop(h), mask=self.causal[:n, :n], is_causal=True))
+
+    def logits(self, states: torch.Tensor) -> torch.Tensor:
+        return states @ self.item.weight[self.out_rows].t()
+
+
+def sampled_softmax(model: SASRec, states: torch.Tensor, target: torch.Tensor, negatives: int) -> torch.Tensor:
+    """Cross-entropy of each target against ``negatives`` output items drawn uniformly (shared by the batch; a draw
+    equal to the row's target is masked), or against all output items when ``negatives`` is 0."""
+    n_out = len(model.out_rows)
+    if negatives <= 0 or negatives >= n_out:
+        return torch.nn.functional.cross_entropy(model.logits(states), target)
+    neg = torch.randint(n_out, (negatives,))
+    pos_w = model.item.weight[model.out_rows[target]]
+    neg_w = model.item.weight[model.out_rows[neg]]
+    logits = torch.cat([(states * pos_w).sum(-1, keepdim=True), states @ neg_w.t()], dim=1)
+    logits[:, 1:] = logits[:, 1:].masked_fill(neg[None, :] == target[:, None], float("-inf"))
+    return torch.nn.functional.cross_entropy(logits, torch.zeros(len(target), dtype=torch.long))
+
+
+def user_sequences(g: Graph, split: Split, items: np.ndarray, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each user's training items among ``items`` in time order (ties: the stored order), the last ``max_len``,
+    as (users, max_len) right-padded rows (item + 1, 0 pads) and the lengths."""
+    rows = split.train_rows[np.isin(g.items[split.train_rows], items)]
+    rows = rows[np.lexsort((rows, g.position[rows], g.users[rows]))]
+    users, items_ = g.users[rows], g.items[rows]
+    n_users = g.shape[0]
+    counts = np.bincount(users, minlength=n_users)
+    start = np.r_[0, np.cumsum(counts)[:-1]]
+    rank = np.arange(len(rows)) - start[users]  # position within the user's sequence
+    keep = rank >= counts[users] - max_len  # the last max_len
+    lengths = np.minimum(counts, max_len)
+    col = rank[keep] - (counts[users[keep]] - lengths[users[keep]])
+    seqs = np.zeros((n_users, max_len), dtype=np.int64)
+    seqs[users[keep], col] = items_[keep] + 1
+    return seqs, lengths
+
+
+def run_sasrec(
+    g: Graph, split: Split, candidates: np.ndarray, seed: int, joint: bool, args: argparse.Namespace
+) -> dict[str, Any]:
+    """SASRec on the user's Office sequence (``sasrec-target``) or the mixed Arts + Office sequence
+    (``sasrec-joint``), trained to predict each next Office item; early stopping on the validation users."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    max_len, n_items = args.sasrec_len, g.shape[1]
+    inputs = np.arange(n_items) if joint else candidates
+    seqs, _ = user_sequences(g, split, inputs, max_len + 1)
+    is_target = np.zeros(n_items + 1, dtype=bool)
+    is_target[candidates + 1] = True
+    out_index = np.full(n_items + 1, -1, dtype=np.int64)
+    out_index[candidates + 1] = np.arange(len(candidates))
+    # training rows: users with at least one next target item inside their window
+    x, y = seqs[:, :-1], seqs[:, 1:]
+    y_out = np.where(is_target[y] & (x > 0), out_index[y], -100)
+    train_users = np.flatnonzero((y_out >= 0).any(1))
+    model = SASRec(
+        n_items, candidates, max_len=max_len, dim=args.sasrec_dim, layers=2, heads=1, dropout=args.sasrec_dropout
+    )
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    # scoring: the last max_len items of each user (the window above dropped the oldest one to make pairs)
+    score_seqs, score_len = user_sequences(g, split, inputs, max_len)
+    popularity = torch.as_tensor(np.log1p(np.bincount(split.train.indices, minlength=n_items)[candidates]))
+    cand_t = torch.as_tensor(candidates)
+
+    def score(u: torch.Tensor) -> torch.Tensor:
+        model.eval()
+        un = u.numpy()
+        out = torch.zeros(len(u), n_items)
+        with torch.no_grad():
+            states = model(torch.from_numpy(score_seqs[un]))
+            last = torch.as_tensor(np.maximum(score_len[un] - 1, 0))
+            s = model.logits(states[torch.arange(len(u)), last]).float()
+        s[torch.as_tensor(score_len[un] == 0)] = popularity.float()  # no history: popularity
+        out[:, cand_t] = s
+        return out
+
+    t0 = time.perf_counter()
+    best: tuple[float, int, dict[str, Any]] = (-1.0, 0, {})
+    for epoch in range(1, args.sasrec_epochs + 1):
+        model.train()
+        order = rng.permutation(train_users)
+        total = 0.0
+        for i in range(0, len(order), 128):
+            b = order[i : i + 128]
+            xb, yb = torch.from_numpy(x[b]), torch.from_numpy(y_out[b])
+            states = model(xb)
+            sel = yb >= 0
+            loss = sampled_softmax(model, states[sel], yb[sel], args.sasrec_negatives)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(b)
+        valid = metrics_of(score, split, candidates, "valid")["ndcg@10"]
+        if args.verbose:
+            print(
+                f"    sasrec epoch {epoch} loss {total / len(order):.4f} valid {valid:.4f} {time.perf_counter() - t0:.0f} s",
+                flush=True,
+            )
+        if valid > best[0]:
+            best = (valid, epoch, {k: v.clone() for k, v in model.state_dict().items()})
+        elif epoch - best[1] >= args.patience:
+            break
+    model.load_state_dict(best[2])
+    return {
+        "test": metrics_of(score, split, candidates),
+        "valid_ndcg@10": best[0],
+        "best_epoch": best[1],
+        "seconds": time.perf_counter() - t0,
+    }
+
+
 # --------------------------------------------------------------------------------------------------- scenerec
 #: The scenerec variants (the ablations), all :class:`CrossSceneGNN` with SceneGNN's defaults except the ones set
 #: here: (train on the target scene only, follow the SAME_AS item links, the gate).
@@ -386,7 +530,16 @@ def run_scenegnn(
     }
 
 
-MODELS = ("pop", "als-target", "als-joint", "itemknn-target", "itemknn-joint", *VARIANTS)
+MODELS = (
+    "pop",
+    "als-target",
+    "als-joint",
+    "itemknn-target",
+    "itemknn-joint",
+    "sasrec-target",
+    "sasrec-joint",
+    *VARIANTS,
+)
 
 
 def main() -> None:
@@ -428,6 +581,13 @@ def main() -> None:
         choices=["none", "ease", "knn"],
         help="SceneGNN's item-item channel (knn: item kNN across scenes), weighted per scene on validation",
     )
+    ap.add_argument("--sasrec-len", type=int, default=50, help="SASRec: the last items of a sequence it reads")
+    ap.add_argument("--sasrec-dim", type=int, default=64, help="SASRec: representation size")
+    ap.add_argument("--sasrec-epochs", type=int, default=200, help="SASRec: cap on epochs (early stopping)")
+    ap.add_argument(
+        "--sasrec-negatives", type=int, default=2048, help="SASRec: sampled negatives per step (0: full softmax)"
+    )
+    ap.add_argument("--sasrec-dropout", type=float, default=0.5, help="SASRec: dropout")
     ap.add_argument(
         "--fuse-itemknn",
         action="store_true",
@@ -449,7 +609,7 @@ def main() -> None:
             runs = []
             if (
                 protocol == "cold"
-                and name in ("target-only", "als-target", "itemknn-target")
+                and name in ("target-only", "als-target", "itemknn-target", "sasrec-target")
                 and not args.cold_target_only
             ):
                 print(f"  {name}: skipped on cold users (no target-scene history to rank by; --cold-target-only)")
@@ -461,6 +621,8 @@ def main() -> None:
                     out = run_als(g, split, candidates, seed, joint=name == "als-joint", threads=args.threads)
                 elif name.startswith("itemknn"):
                     out = run_itemknn(g, split, candidates, joint=name == "itemknn-joint")
+                elif name.startswith("sasrec"):
+                    out = run_sasrec(g, split, candidates, seed, joint=name == "sasrec-joint", args=args)
                 else:
                     out = run_scenegnn(g, split, candidates, seed, name, args)
                 if "skipped" in out:
