@@ -459,6 +459,53 @@ KNN_EXPONENTS: tuple[tuple[float, float], ...] = (
 )
 
 
+class _SceneScores:
+    """The validation users' scores on one scene's items, cached for :func:`tune_item_item`'s fusion weights: the
+    graph model's (``set_base``) and the channel's (``set_channel``), as (users, scene items) float32 matrices when
+    both fit in ``budget`` bytes (:attr:`cached`), so that ``base + w * channel`` needs no new sparse product."""
+
+    def __init__(self, valid: CSR, items: np.ndarray, n_items: int, budget: int) -> None:
+        has = np.isin(valid.indices, items)
+        self.users = np.unique(valid.rows()[has])
+        self.items = torch.as_tensor(items, dtype=torch.long)
+        self.n_items = n_items
+        self.row = np.full(valid.shape[0], -1, dtype=np.int64)
+        self.row[self.users] = np.arange(len(self.users))
+        self.cached = 2 * 4 * len(self.users) * len(items) <= budget
+        self.base = torch.zeros(0)
+        self.channel = torch.zeros(0)
+
+    def _collect(self, score_fn: Callable[[torch.Tensor], torch.Tensor], batch: int = 1024) -> torch.Tensor:
+        parts = []
+        for start in range(0, len(self.users), batch):
+            u = torch.as_tensor(self.users[start : start + batch], dtype=torch.long)
+            parts.append(score_fn(u).detach().float().cpu().index_select(1, self.items))
+        return torch.cat(parts) if parts else torch.zeros(0, len(self.items))
+
+    def set_base(self, score_fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        if self.cached:
+            self.base = self._collect(score_fn)
+
+    def set_channel(self, score_fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        if self.cached:
+            self.channel = self._collect(score_fn)
+
+    def _full(self, u: torch.Tensor, part: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros(len(u), self.n_items)
+        out[:, self.items] = part
+        return out
+
+    def channel_only(self, u: torch.Tensor) -> torch.Tensor:
+        return self._full(u, self.channel[torch.as_tensor(self.row[u.cpu().numpy()])])
+
+    def fused(self, w: float) -> Callable[[torch.Tensor], torch.Tensor]:
+        def score(u: torch.Tensor) -> torch.Tensor:
+            rows = torch.as_tensor(self.row[u.cpu().numpy()])
+            return self._full(u, self.base[rows] + self.channel[rows] * w)
+
+        return score
+
+
 def tune_item_item(
     model: Recommender,
     train: CSR,
@@ -472,6 +519,7 @@ def tune_item_item(
     top_k: int = 256,
     knn_top_k: int = 1024,
     max_items: int = 20_000,
+    cache_bytes: int = 1 << 30,
     progress: Callable[[int, int], None] | None = None,
 ) -> ItemItemReport:
     """Fit the item-item channel of a trained :class:`~scenerec.gnn.scenegnn.SceneGNN` and choose its settings per
@@ -485,6 +533,9 @@ def tune_item_item(
 
     Models without the channel are left as they are (an empty report). ``progress(done, total)`` is called after
     each fit of the weights (on a large catalogue each takes seconds, and every one is evaluated on all weights).
+    For item kNN, the validation users' graph-model and channel scores on each scene's items are computed once per
+    fit and each fusion weight is a dense sum of the two, when both fit in ``cache_bytes``; otherwise every weight
+    recomputes the scores (the same choice, more time).
     """
     t0 = time.perf_counter()
     report = ItemItemReport()
@@ -518,19 +569,36 @@ def tune_item_item(
     model.eval()
     with torch.no_grad():
         if getattr(model, "item_item_kind", "ease") == "knn":
+            model.fusion.zero_()
             user_emb, item_emb = model()
             base = {g: scene_ndcg(lambda u: model.score(u, user_emb, item_emb), g) for g in groups}
+            cache = {
+                g: _SceneScores(valid, candidates[g], n_items, cache_bytes)
+                for g in groups
+                if np.isin(valid.indices, candidates[g]).any()
+            }
+            for scene_cache in cache.values():
+                scene_cache.set_base(lambda u: model.score(u, user_emb, item_emb))
             # per scene: (fused NDCG, weight, exponents, channel-alone NDCG)
             best: dict[int, tuple[float, float, tuple[float, float], float]] = {}
             for step, pair in enumerate(exponents):
                 if progress is not None:
                     progress(step, len(exponents))
                 channel.fit_knn(train, scene, top_k=knn_top_k, alpha=pair[0], beta=pair[1])
+
+                def channel_fn(u: torch.Tensor) -> torch.Tensor:
+                    return channel.scores(model.train_rows(u.cpu()))
+
                 for g in groups:
-                    alone = scene_ndcg(lambda u: channel.scores(model.train_rows(u.cpu())), g)
+                    c = cache.get(g)
+                    if c is not None:
+                        c.set_channel(channel_fn)
+                    alone = scene_ndcg(channel_fn if c is None or not c.cached else c.channel_only, g)
                     for w in weights:
                         if w == 0.0:
                             value = base[g]
+                        elif c is not None and c.cached:
+                            value = scene_ndcg(c.fused(w), g)
                         else:
                             model.fusion.zero_()
                             model.fusion[fusion_index[g]] = w

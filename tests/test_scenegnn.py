@@ -269,6 +269,13 @@ def test_item_knn_channel_tunes_exponents_and_weight_together(ml_inputs: tuple[G
             with torch.no_grad():
                 other = evaluate_scores(lambda x: model.score(x, u, i), split["train"], split["valid"], ks=(10,))
             assert other["ndcg@10"] <= chosen["fused"] + 1e-9
+    # without the score cache (every weight rescored by the model) the choice and the values are the same
+    uncached = tune_item_item(
+        model, split["train"], split["valid"], inputs.item_scene, exponents=pairs, cache_bytes=0
+    ).scenes[0]
+    assert uncached.keys() == chosen.keys()
+    for key, value in chosen.items():
+        assert uncached[key] == pytest.approx(value, abs=1e-9), key
 
 
 def test_new_user_from_items_matches_hand_computation(ml_inputs: tuple[GraphInputs, dict[str, CSR]]) -> None:
