@@ -311,8 +311,9 @@ def itemknn_parts(g: Graph, split: Split, candidates: np.ndarray, joint: bool) -
 class SASRec(torch.nn.Module):
     """Self-attentive sequential recommendation (Kang & McAuley, 2018): causal self-attention over the last
     ``max_len`` items of a user's sequence; the last position's state scores the ``out_items`` (the target scene) by
-    a dot product with their input embeddings (tied). Trained with the full softmax over ``out_items`` (the
-    cross-entropy form of Klenitskiy & Vasilev, 2023, stronger than the original sampled BCE)."""
+    a dot product with their input embeddings (tied). Trained with a softmax over ``out_items`` (the cross-entropy form
+    of Klenitskiy & Vasilev, 2023, stronger than the original BCE), full or over sampled negatives
+    (:func:`sampled_softmax`)."""
 
     def __init__(
         self, n_items: int, out_items: np.ndarray, *, max_len: int, dim: int, layers: int, heads: int, dropout: float
@@ -391,7 +392,7 @@ def run_sasrec(
     out_index[candidates + 1] = np.arange(len(candidates))
     # training rows: users with at least one next target item inside their window
     x, y = seqs[:, :-1], seqs[:, 1:]
-    y_out = np.where(is_target[y] & (x > 0), out_index[y], -100)
+    y_out = np.where(is_target[y], out_index[y], -100)  # right padding: a real next item has a real input
     train_users = np.flatnonzero((y_out >= 0).any(1))
     model = SASRec(
         n_items, candidates, max_len=max_len, dim=args.sasrec_dim, layers=2, heads=1, dropout=args.sasrec_dropout

@@ -460,48 +460,59 @@ KNN_EXPONENTS: tuple[tuple[float, float], ...] = (
 
 
 class _SceneScores:
-    """The validation users' scores on one scene's items, cached for :func:`tune_item_item`'s fusion weights: the
-    graph model's (``set_base``) and the channel's (``set_channel``), as (users, scene items) float32 matrices when
-    both fit in ``budget`` bytes (:attr:`cached`), so that ``base + w * channel`` needs no new sparse product."""
+    """One scene's validation users' scores for :func:`tune_item_item`'s item-kNN choice: the graph model's
+    (``base_fn``) and the channel's (:meth:`set_channel`, once per fit). When both fit in ``budget`` bytes they are
+    kept as (users, scene items) float32 matrices, so that each fusion weight is a dense sum rather than a new sparse
+    product; otherwise every call recomputes them (the same values)."""
 
-    def __init__(self, valid: CSR, items: np.ndarray, n_items: int, budget: int) -> None:
-        has = np.isin(valid.indices, items)
-        self.users = np.unique(valid.rows()[has])
+    def __init__(
+        self,
+        valid: CSR,
+        items: np.ndarray,
+        n_items: int,
+        budget: int,
+        base_fn: Callable[[torch.Tensor], torch.Tensor],
+    ) -> None:
+        self.users = np.unique(valid.rows()[np.isin(valid.indices, items)])
         self.items = torch.as_tensor(items, dtype=torch.long)
         self.n_items = n_items
         self.row = np.full(valid.shape[0], -1, dtype=np.int64)
         self.row[self.users] = np.arange(len(self.users))
         self.cached = 2 * 4 * len(self.users) * len(items) <= budget
-        self.base = torch.zeros(0)
-        self.channel = torch.zeros(0)
+        self.base_fn = base_fn
+        self.channel_fn = base_fn
+        self.base = self._collect(base_fn) if self.cached else None
+        self.channel: torch.Tensor | None = None
 
     def _collect(self, score_fn: Callable[[torch.Tensor], torch.Tensor], batch: int = 1024) -> torch.Tensor:
-        parts = []
+        parts = [torch.zeros(0, len(self.items))]
         for start in range(0, len(self.users), batch):
             u = torch.as_tensor(self.users[start : start + batch], dtype=torch.long)
             parts.append(score_fn(u).detach().float().cpu().index_select(1, self.items))
-        return torch.cat(parts) if parts else torch.zeros(0, len(self.items))
+        return torch.cat(parts)
 
-    def set_base(self, score_fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
-        if self.cached:
-            self.base = self._collect(score_fn)
+    def set_channel(self, channel_fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        self.channel_fn = channel_fn
+        self.channel = self._collect(channel_fn) if self.cached else None
 
-    def set_channel(self, score_fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
-        if self.cached:
-            self.channel = self._collect(score_fn)
-
-    def _full(self, u: torch.Tensor, part: torch.Tensor) -> torch.Tensor:
+    def _part(
+        self, kept: torch.Tensor | None, score_fn: Callable[[torch.Tensor], torch.Tensor], u: torch.Tensor
+    ) -> torch.Tensor:
+        """(b, n_items) scores of ``u``: the kept rows on the scene's items (0 elsewhere), or recomputed."""
+        if kept is None:
+            return score_fn(u)
         out = torch.zeros(len(u), self.n_items)
-        out[:, self.items] = part
+        out[:, self.items] = kept[torch.as_tensor(self.row[u.cpu().numpy()])]
         return out
 
-    def channel_only(self, u: torch.Tensor) -> torch.Tensor:
-        return self._full(u, self.channel[torch.as_tensor(self.row[u.cpu().numpy()])])
+    def score_fn(self, with_base: bool, weight: float) -> Callable[[torch.Tensor], torch.Tensor]:
+        """Scores ``base + weight * channel`` (without ``base`` when ``with_base`` is false; no channel at 0)."""
 
-    def fused(self, w: float) -> Callable[[torch.Tensor], torch.Tensor]:
         def score(u: torch.Tensor) -> torch.Tensor:
-            rows = torch.as_tensor(self.row[u.cpu().numpy()])
-            return self._full(u, self.base[rows] + self.channel[rows] * w)
+            out = self._part(self.base, self.base_fn, u) if with_base else torch.zeros(len(u), self.n_items)
+            if weight:
+                out = out + self._part(self.channel, self.channel_fn, u) * weight
+            return out
 
         return score
 
@@ -569,16 +580,15 @@ def tune_item_item(
     model.eval()
     with torch.no_grad():
         if getattr(model, "item_item_kind", "ease") == "knn":
-            model.fusion.zero_()
+            model.fusion.zero_()  # the graph model alone; fused scores are summed by _SceneScores
             user_emb, item_emb = model()
-            base = {g: scene_ndcg(lambda u: model.score(u, user_emb, item_emb), g) for g in groups}
-            cache = {
-                g: _SceneScores(valid, candidates[g], n_items, cache_bytes)
+            scores = {
+                g: _SceneScores(
+                    valid, candidates[g], n_items, cache_bytes, lambda u: model.score(u, user_emb, item_emb)
+                )
                 for g in groups
-                if np.isin(valid.indices, candidates[g]).any()
             }
-            for scene_cache in cache.values():
-                scene_cache.set_base(lambda u: model.score(u, user_emb, item_emb))
+            base = {g: scene_ndcg(scores[g].score_fn(True, 0.0), g) for g in groups}
             # per scene: (fused NDCG, weight, exponents, channel-alone NDCG)
             best: dict[int, tuple[float, float, tuple[float, float], float]] = {}
             for step, pair in enumerate(exponents):
@@ -590,19 +600,10 @@ def tune_item_item(
                     return channel.scores(model.train_rows(u.cpu()))
 
                 for g in groups:
-                    c = cache.get(g)
-                    if c is not None:
-                        c.set_channel(channel_fn)
-                    alone = scene_ndcg(channel_fn if c is None or not c.cached else c.channel_only, g)
+                    scores[g].set_channel(channel_fn)
+                    alone = scene_ndcg(scores[g].score_fn(False, 1.0), g)
                     for w in weights:
-                        if w == 0.0:
-                            value = base[g]
-                        elif c is not None and c.cached:
-                            value = scene_ndcg(c.fused(w), g)
-                        else:
-                            model.fusion.zero_()
-                            model.fusion[fusion_index[g]] = w
-                            value = scene_ndcg(lambda u: model.score(u, user_emb, item_emb), g)
+                        value = base[g] if w == 0.0 else scene_ndcg(scores[g].score_fn(True, w), g)
                         if g not in best or value > best[g][0]:
                             best[g] = (value, w, pair, alone)
             alphas = {g: best[g][2][0] for g in best}
