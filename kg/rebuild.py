@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -28,6 +27,7 @@ from scenerec.config import Backend, Neo4jConfig, check_backend
 from scenerec.errors import StoreError, StoreNotFoundError
 from scenerec.ids import IdMap
 from scenerec.kg.ladybug_store import LadybugStore
+from scenerec.kg.lock import StagedGeneration, StoreLock
 from scenerec.kg.schema import LABEL_OF_KIND
 from scenerec.kg.store import GraphStore, LoadStats
 from scenerec.kg.tables import build_tables
@@ -60,31 +60,6 @@ class RebuildReport:
         return self.store / self.generation / REJECTS
 
 
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _clean_stale_builds(store: Path) -> None:
-    """Remove build folders left by rebuilds that were killed (their process no longer exists)."""
-    for d in store.glob(".building-*"):
-        try:
-            pid = int(d.name.rsplit("-", 1)[1])
-        except (IndexError, ValueError):
-            continue
-        if pid != os.getpid() and not _pid_alive(pid):
-            shutil.rmtree(d, ignore_errors=True)
-
-
 def current_generation(store: str | Path) -> Path:
     """The live generation folder of ``store``; :class:`StoreNotFoundError` if it has none."""
     store = Path(store)
@@ -99,14 +74,32 @@ def current_generation(store: str | Path) -> Path:
     return gen
 
 
-def read_manifest(store: str | Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((current_generation(store) / MANIFEST).read_text(encoding="utf-8"))
+def generation_dir(store: str | Path, generation: str | None = None) -> Path:
+    """The folder of generation ``generation`` of ``store`` (default: the live one)."""
+    if generation is None:
+        return current_generation(store)
+    gen = Path(store) / generation
+    if not (gen / MANIFEST).is_file():
+        raise StoreError(f"{store}: generation {generation!r} does not exist (any more); open the store again")
+    return gen
+
+
+def read_manifest(store: str | Path, *, generation: str | None = None) -> dict[str, Any]:
+    """The ``manifest.json`` of the live generation of ``store`` (or of ``generation``)."""
+    data: dict[str, Any] = json.loads((generation_dir(store, generation) / MANIFEST).read_text(encoding="utf-8"))
     return data
 
 
-def open_store(store: str | Path, *, read_only: bool = True, neo4j: Neo4jConfig | None = None) -> GraphStore:
-    """Open the live graph of a store folder built by :func:`rebuild` (embedded or Neo4j, per its manifest)."""
-    gen = current_generation(store)
+def open_store(
+    store: str | Path,
+    *,
+    read_only: bool = True,
+    neo4j: Neo4jConfig | None = None,
+    generation: str | None = None,
+) -> GraphStore:
+    """Open the live graph of a store folder built by :func:`rebuild` (embedded or Neo4j, per its manifest), or
+    the graph of its generation ``generation``."""
+    gen = generation_dir(store, generation)
     manifest = json.loads((gen / MANIFEST).read_text(encoding="utf-8"))
     backend = manifest.get("backend", "ladybug")
     if backend == "ladybug":
@@ -131,8 +124,9 @@ def open_neo4j(cfg: Neo4jConfig) -> GraphStore:
     )
 
 
-def load_idmap(store: str | Path) -> IdMap:
-    return IdMap.load(current_generation(store) / IDMAP)
+def load_idmap(store: str | Path, *, generation: str | None = None) -> IdMap:
+    """The id map of the live generation of ``store`` (or of ``generation``)."""
+    return IdMap.load(generation_dir(store, generation) / IDMAP)
 
 
 FEATURES = "features.npz"
@@ -152,9 +146,10 @@ FeatureStep = Callable[[Dataset, Path], NodeVectors]
 embeddings, cached in ``store_folder``); injected by the caller so that this layer needs no model."""
 
 
-def load_features(store: str | Path) -> dict[str, np.ndarray]:
-    """The node vectors of the live generation, aligned with its id map: ``{kind: float32 (n, dim)}``."""
-    path = current_generation(store) / FEATURES
+def load_features(store: str | Path, *, generation: str | None = None) -> dict[str, np.ndarray]:
+    """The node vectors of the live generation (or of ``generation``), aligned with its id map:
+    ``{kind: float32 (n, dim)}``."""
+    path = generation_dir(store, generation) / FEATURES
     if not path.is_file():
         return {}
     with np.load(path) as z:
@@ -173,6 +168,7 @@ def rebuild(
     features: FeatureStep | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     keep_generations: int = 2,
+    wait: float = 0.0,
 ) -> RebuildReport:
     """Load ``dataset``, build its knowledge graph in a new generation of ``store`` and make it live.
 
@@ -182,9 +178,28 @@ def rebuild(
     ``neo4j`` (default: the ``NEO4J_*`` environment), or into ``graph``, an open Neo4j store (left open).
     ``features`` computes node vectors (stored as ``embedding`` properties and as ``features.npz`` aligned with
     the id map). Returns a :class:`RebuildReport`.
+
+    The rebuild holds the store's writer lock (:class:`scenerec.kg.lock.StoreLock`) from start to end: another
+    writer makes it wait ``wait`` seconds, then fail with :class:`scenerec.errors.StoreLockedError`.
     """
     backend = check_backend(backend)
     store = Path(store)
+    with StoreLock(store, "rebuild", wait=wait, create=True):
+        return _rebuild(dataset, store, backend, format, options, neo4j, graph, features, progress, keep_generations)
+
+
+def _rebuild(
+    dataset: str | Path,
+    store: Path,
+    backend: str,
+    format: str | None,
+    options: LoadOptions | None,
+    neo4j: Neo4jConfig | None,
+    graph: GraphStore | None,
+    features: FeatureStep | None,
+    progress: Callable[[str, int, int], None] | None,
+    keep_generations: int,
+) -> RebuildReport:
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     if progress:
@@ -216,12 +231,8 @@ def rebuild(
         if progress:
             progress(stage, rows, total)
 
-    store.mkdir(parents=True, exist_ok=True)
-    _clean_stale_builds(store)
-    name = f"gen-{_now()}-{os.getpid()}"
-    building = store / f".building-{_now()}-{os.getpid()}"
-    building.mkdir()
-    try:
+    with StagedGeneration(store, keep=keep_generations) as staged:
+        building = staged.path
         t0 = time.perf_counter()
         if backend == "ladybug":
             with LadybugStore(building / GRAPH_FILE) as embedded:
@@ -270,14 +281,9 @@ def rebuild(
             "neo4j": _neo4j_public(graph, neo4j) if backend == "neo4j" else None,
         }
         (building / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
-        os.rename(building, store / name)
-    except BaseException:
-        shutil.rmtree(building, ignore_errors=True)
-        raise
-    switch_generation(store, name, keep_generations)
     return RebuildReport(
         store=store,
-        generation=name,
+        generation=staged.name,
         backend=backend,
         load=result,
         stats=stats,
@@ -293,21 +299,3 @@ def _neo4j_public(graph: GraphStore | None, cfg: Neo4jConfig | None) -> dict[str
     if graph is not None:
         return {"uri": str(getattr(graph, "uri", "")), "user": None, "database": getattr(graph, "database", None)}
     return (cfg or Neo4jConfig.from_env()).public()
-
-
-def switch_generation(store: Path, name: str, keep: int = 2) -> None:
-    """Make the complete generation ``name`` live (``CURRENT`` replaced by an atomic rename), then keep only the
-    ``keep`` newest generations."""
-    tmp = store / f".{CURRENT}.{os.getpid()}"
-    tmp.write_text(name + "\n", encoding="utf-8")
-    os.replace(tmp, store / CURRENT)
-    _prune(store, keep)
-
-
-def _prune(store: Path, keep: int) -> None:
-    """Delete all but the ``keep`` newest generations (never the live one)."""
-    live = (store / CURRENT).read_text(encoding="utf-8").strip()
-    gens = sorted((d for d in store.glob("gen-*") if d.is_dir()), key=lambda d: d.name, reverse=True)
-    for d in gens[max(keep, 1) :]:
-        if d.name != live:
-            shutil.rmtree(d, ignore_errors=True)

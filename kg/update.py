@@ -28,8 +28,6 @@ the mean of the stored (already averaged) rating and the new ones.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -43,6 +41,7 @@ import pandas as pd
 from scenerec.errors import StoreError
 from scenerec.ids import IdMap
 from scenerec.kg.ladybug_store import LadybugStore
+from scenerec.kg.lock import StagedGeneration, StoreLock
 from scenerec.kg.rebuild import (
     FEATURES,
     GRAPH_FILE,
@@ -51,11 +50,8 @@ from scenerec.kg.rebuild import (
     REJECTS,
     FeatureStep,
     NodeVectors,
-    _clean_stale_builds,
-    _now,
     current_generation,
     read_manifest,
-    switch_generation,
 )
 from scenerec.kg.schema import LABEL_OF_KIND, NODES
 from scenerec.kg.store import GraphStore
@@ -324,6 +320,8 @@ def update(
     feature_identity: str | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     keep_generations: int = 2,
+    wait: float = 0.0,
+    finish: Callable[[Path, UpdateReport], None] | None = None,
 ) -> UpdateReport:
     """Add ``dataset`` to the live graph of ``store`` (see the module docstring); returns an :class:`UpdateReport`.
 
@@ -331,8 +329,28 @@ def update(
     features, and its encoder must be the store's (``feature_identity``, checked against ``manifest.json``). The
     embedded backend gets a new generation (atomic, the old one kept); a Neo4j-backed store is refused
     (:class:`StoreError`): rebuild it instead.
+
+    The update holds the store's writer lock (:class:`scenerec.kg.lock.StoreLock`, waiting ``wait`` seconds for
+    another writer). ``finish(folder, report)``, when given, runs on the complete new generation folder before it
+    becomes live (the engine refreshes the trained model's ``RECOMMENDED`` edges there): readers see the new graph
+    and its refreshed recommendations together, and a failing ``finish`` leaves the old generation live.
     """
     store = Path(store)
+    with StoreLock(store, "update", wait=wait):
+        return _update(dataset, store, format, options, features, feature_identity, progress, keep_generations, finish)
+
+
+def _update(
+    dataset: str | Path,
+    store: Path,
+    format: str | None,
+    options: LoadOptions | None,
+    features: FeatureStep | None,
+    feature_identity: str | None,
+    progress: Callable[[str, int, int], None] | None,
+    keep_generations: int,
+    finish: Callable[[Path, UpdateReport], None] | None,
+) -> UpdateReport:
     options = options or LoadOptions()
     seconds: dict[str, float] = {}
     live = current_generation(store)
@@ -386,12 +404,9 @@ def update(
         seconds["features"] = time.perf_counter() - t0
 
     # ---- write a new generation: a copy of the live one, changed
-    _clean_stale_builds(store)
-    name = f"gen-{_now()}-{os.getpid()}"
-    building = store / f".building-{_now()}-{os.getpid()}"
     t0 = time.perf_counter()
-    shutil.copytree(live, building)
-    try:
+    with StagedGeneration(store, base=live, keep=keep_generations) as staged:
+        building = staged.path
         new_idmap = IdMap.from_dict(idmap.to_dict())
         for label, rows in delta.new_nodes.items():
             new_idmap.add(_KIND[label], rows["id"].astype(str).tolist())
@@ -468,24 +483,23 @@ def update(
             }
         )
         (building / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
-        os.rename(building, store / name)
-    except BaseException:
-        shutil.rmtree(building, ignore_errors=True)
-        raise
-    switch_generation(store, name, keep_generations)
-    interaction_users = pd.concat([delta.new_interactions["user"], delta.changed_interactions["user"]])
-    return UpdateReport(
-        store=store,
-        generation=name,
-        load=result,
-        added=added,
-        changed=changed,
-        new_ids={_KIND[label]: rows["id"].astype(str).tolist() for label, rows in delta.new_nodes.items()},
-        changed_ids={_KIND[label]: rows["id"].astype(str).tolist() for label, rows in delta.changed_nodes.items()},
-        users_with_new_interactions=[str(u) for u in pd.unique(interaction_users.astype(str))],
-        seconds=seconds,
-        features=feat_info,
-    )
+        interaction_users = pd.concat([delta.new_interactions["user"], delta.changed_interactions["user"]])
+        report = UpdateReport(
+            store=store,
+            generation="",
+            load=result,
+            added=added,
+            changed=changed,
+            new_ids={_KIND[label]: rows["id"].astype(str).tolist() for label, rows in delta.new_nodes.items()},
+            changed_ids={_KIND[label]: rows["id"].astype(str).tolist() for label, rows in delta.changed_nodes.items()},
+            users_with_new_interactions=[str(u) for u in pd.unique(interaction_users.astype(str))],
+            seconds=seconds,
+            features=feat_info,
+        )
+        if finish is not None:
+            finish(building, report)
+    report.generation = staged.name
+    return report
 
 
 def _extend_features(path: Path, old: IdMap, new: IdMap, delta: Delta, vectors: dict[str, np.ndarray]) -> None:

@@ -10,7 +10,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -181,6 +181,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
             options=options,
             embed=_embed_config(args),
             progress=progress,
+            wait=args.wait,
         )
     finally:
         progress.close()
@@ -195,7 +196,7 @@ def cmd_update(args: argparse.Namespace) -> int:
     options = LoadOptions(scene=args.scene, min_rating=args.min_rating)
     progress = _Progress(args.quiet)
     try:
-        with Engine.open(args.store, read_only=False) as engine:
+        with Engine.open(args.store, read_only=False, wait=args.wait) as engine:
             out = engine.update(args.dataset, format=args.format, options=options, k=args.write_k, progress=progress)
     finally:
         progress.close()
@@ -261,7 +262,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_classify_scenes(args: argparse.Namespace) -> int:
     from scenerec.engine import Engine
 
-    with Engine.open(args.store, read_only=args.dry_run) as engine:
+    with Engine.open(args.store, read_only=args.dry_run, wait=args.wait) as engine:
         result = engine.classify_scenes(
             min_confidence=args.min_confidence, test_fraction=args.test_fraction, seed=args.seed, write=not args.dry_run
         )
@@ -323,9 +324,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
         raise ScenerecError(f"--epochs {args.epochs}: expected a non-negative integer")
     if args.write_k < 1:
         raise ScenerecError(f"--write-k {args.write_k}: expected a positive integer")
-    # The model goes to the generation folder; the graph is written only by the write-back.
+    # The model and its write-back go to a new generation, live when both are complete.
     progress = _FitProgress(args.quiet, args.epochs)
-    with Engine.open(args.store, read_only=args.no_write_back) as engine:
+    with Engine.open(args.store, read_only=args.no_write_back, wait=args.wait) as engine:
         try:
             result = engine.fit(
                 args.model,
@@ -335,11 +336,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
                 alignment=args.alignment,
                 options=_parse_options(args.option),
                 progress=progress,
+                write_back=None if args.no_write_back else args.write_k,
             )
         finally:
             progress.close()
         folder = engine.model_dir
-        written = None if args.no_write_back else engine.write_back(k=args.write_k)
+        written = engine.last_write_back
     metrics = ", ".join(f"{k} {v:.4f}" for k, v in result.best_valid.items())
     print(f"fitted {args.model} on {args.store} (seed {result.seed}) -> {folder}")
     print(f"best epoch: {result.best_epoch} of {len(result.history)}")
@@ -468,7 +470,7 @@ def cmd_similar(args: argparse.Namespace) -> int:
 def cmd_align(args: argparse.Namespace) -> int:
     from scenerec.engine import Engine
 
-    with Engine.open(args.store, read_only=args.no_write) as engine:
+    with Engine.open(args.store, read_only=args.no_write, wait=args.wait) as engine:
         try:
             result = engine.align(
                 args.left,
@@ -724,6 +726,43 @@ def _add_embed_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA when available)")
 
 
+def _wait_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a non-negative number of seconds, not {text!r}")
+    return value
+
+
+def _writer(
+    command: str, func: Callable[[argparse.Namespace], int], unless: str | None = None
+) -> Callable[[argparse.Namespace], int]:
+    """``func`` run under the store's writer lock (``--wait`` seconds for another writer), from reading the store
+    to its last write, unless the flag ``unless`` (e.g. ``--dry-run``) makes the command read only."""
+
+    def run(args: argparse.Namespace) -> int:
+        if unless is not None and getattr(args, unless):
+            return func(args)
+        from scenerec.kg.lock import StoreLock
+
+        with StoreLock(args.store, f"scenerec {command}", wait=args.wait):
+            return func(args)
+
+    return run
+
+
+def _add_wait_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--wait",
+        type=_wait_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait up to this long for another writer of the store (default 0: fail at once, naming it)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="scenerec", description="Knowledge-graph-centric multi-scene recommendation.")
     ap.add_argument("--version", action="version", version=f"scenerec {__version__}")
@@ -739,6 +778,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="load and clean only; print the summary")
     _add_embed_args(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_wait_arg(p)
     p.set_defaults(func=cmd_rebuild)
 
     p = sub.add_parser("update", help="add a dataset's new rows to a store without a rebuild or retraining")
@@ -750,7 +790,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--write-k", type=int, default=10, help="RECOMMENDED edges per affected user and scene")
     p.add_argument("--output", default="table", choices=["table", "json"], help="how to print the summary")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_update)
+    _add_wait_arg(p)
+    p.set_defaults(func=_writer("update", cmd_update))
 
     p = sub.add_parser("query", help="run a parameterised Cypher query on the store")
     p.add_argument("cypher")
@@ -785,7 +826,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="report and predict, write nothing")
     p.add_argument("--show", type=int, default=20, help="rows of each list to print (table format)")
     p.add_argument("--format", default="table", choices=["table", "json"])
-    p.set_defaults(func=cmd_classify_scenes)
+    _add_wait_arg(p)
+    p.set_defaults(func=_writer("classify-scenes", cmd_classify_scenes, unless="dry_run"))
 
     p = sub.add_parser("fit", help="train a recommender on the store's interactions and save it with the store")
     p.add_argument("--store", required=True)
@@ -823,7 +865,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-write-back", action="store_true", help="leave the graph alone (no RECOMMENDED edges or gnn_embedding)"
     )
-    p.set_defaults(func=cmd_fit)
+    _add_wait_arg(p)
+    p.set_defaults(func=_writer("fit", cmd_fit))
 
     p = sub.add_parser("evaluate", help="test-split metrics of the trained recommender within a scene")
     p.add_argument("--store", required=True)
@@ -878,7 +921,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-write", action="store_true", help="report only; write no SAME_AS edges")
     p.add_argument("--show", type=int, default=10, help="review pairs to print (table format)")
     p.add_argument("--format", default="table", choices=["table", "json"])
-    p.set_defaults(func=cmd_align)
+    _add_wait_arg(p)
+    p.set_defaults(func=_writer("align", cmd_align, unless="no_write"))
 
     p = sub.add_parser("report", help="write an HTML report: data, evaluations, ablation, alignment, training")
     p.add_argument("--store", required=True)

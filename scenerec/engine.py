@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
@@ -15,15 +15,27 @@ import numpy as np
 import pandas as pd
 
 from scenerec.config import EmbedConfig
-from scenerec.errors import ConfigError, StoreError, UnknownIdError
+from scenerec.errors import ConfigError, GenerationChangedError, StoreError, UnknownIdError
 from scenerec.ids import IdMap
-from scenerec.kg import EdgeIndex, GraphStore, current_generation, load_features, load_idmap, open_store, read_manifest
+from scenerec.kg import (
+    EdgeIndex,
+    GraphStore,
+    LadybugStore,
+    current_generation,
+    load_features,
+    load_idmap,
+    open_store,
+    read_manifest,
+)
+from scenerec.kg.lock import StagedGeneration, StoreLock
+from scenerec.kg.rebuild import GRAPH_FILE
 from scenerec.llm import DEFAULT_MODEL, TextEncoder
 
 if TYPE_CHECKING:
     import torch
 
     from scenerec.gnn import CSR, FitResult, GraphInputs, Recommender, TrainConfig
+    from scenerec.kg import UpdateReport
     from scenerec.loaders import LoadOptions
 
 #: Folder of the trained recommender inside the live generation; :data:`SPLITS_FILE` inside it holds the
@@ -191,6 +203,14 @@ class Engine:
     ...     engine.search_items("blue gel pens", scene="office", k=5)
     ...     engine.fit("lightgcn")
     ...     engine.recommend("A1B2C3", scene="office", k=10)
+
+    An engine serves the generation of the store that was live when it was opened (:attr:`generation`), also while
+    other processes write the store. Its writing methods (``fit``, ``write_back``, ``update``, ``align`` and
+    ``classify_scenes`` with writing) need ``Engine.open(path, read_only=False)``; each takes the store's writer lock
+    (:class:`scenerec.kg.lock.StoreLock`, waiting ``wait`` seconds for another writer), writes a copy of the
+    generation and makes the copy live only when all of its work is done; the engine then serves the new one. A
+    writing method refuses (:class:`GenerationChangedError`) when another writer switched the store since the engine
+    read it, so that nothing computed on an old graph is saved into a newer one.
     """
 
     def __init__(
@@ -201,6 +221,10 @@ class Engine:
         idmap: IdMap,
         features: dict[str, np.ndarray],
         encoder: TextEncoder | None = None,
+        *,
+        generation: Path | None = None,
+        writable: bool = False,
+        wait: float = 0.0,
     ) -> None:
         self.path = path
         self.store = store
@@ -208,6 +232,10 @@ class Engine:
         self.idmap = idmap
         self.features = features
         self._encoder = encoder
+        self._gen = generation if generation is not None else current_generation(path)
+        self._writable = writable
+        self.wait = wait
+        self.last_write_back: dict[str, Any] | None = None
         self._items: pd.DataFrame | None = None
         self._model: Recommender | None = None
         self._model_name = ""
@@ -217,12 +245,32 @@ class Engine:
         self._embeddings: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @classmethod
-    def open(cls, store: str | Path, *, encoder: TextEncoder | None = None, read_only: bool = True) -> Engine:
-        """Open the live generation of the store folder ``store`` (read-only unless asked otherwise)."""
+    def open(
+        cls, store: str | Path, *, encoder: TextEncoder | None = None, read_only: bool = True, wait: float = 0.0
+    ) -> Engine:
+        """Open the live generation of the store folder ``store``.
+
+        ``read_only=False`` allows the writing methods; ``wait``: seconds they wait for another writer of the store
+        (0: fail at once, naming it). The graph itself is always opened for reading: writes go to a new generation.
+        """
         path = Path(store)
-        manifest = read_manifest(path)
-        graph = open_store(path, read_only=read_only)
-        return cls(path, graph, manifest, load_idmap(path), load_features(path), encoder)
+        for attempt in range(3):
+            gen = current_generation(path)
+            try:
+                graph = open_store(path, read_only=True, generation=gen.name)
+                manifest = read_manifest(path, generation=gen.name)
+                idmap, features = load_idmap(path, generation=gen.name), load_features(path, generation=gen.name)
+            except (StoreError, OSError):
+                if gen.is_dir() or attempt == 2:
+                    raise
+                continue  # the generation was pruned by a writer between reading CURRENT and opening it
+            break
+        return cls(path, graph, manifest, idmap, features, encoder, generation=gen, writable=not read_only, wait=wait)
+
+    @property
+    def generation(self) -> str:
+        """The name of the store generation this engine serves (``gen-<time>-<pid>``)."""
+        return self._gen.name
 
     def close(self) -> None:
         self.store.close()
@@ -317,6 +365,8 @@ class Engine:
         """
         from scenerec.llm.scenes import SceneClassifier, assign_scenes, evaluate, item_features
 
+        if write:
+            self._require_writable("assign scenes, or pass write=False")
         vectors = self.features.get("item")
         if vectors is None:
             raise ConfigError(f"{self.path}: the store has no item embeddings (it was rebuilt with --no-embed)")
@@ -333,15 +383,69 @@ class Engine:
         assignments.insert(2, "title", items.loc[unknown, "title"].to_numpy())
         written = 0
         if write and assignments["assigned"].any():
-            written = self.store.assign_item_scenes(assignments[assignments["assigned"]])
-            self._items = None
+            with self._writing("classify-scenes") as (_, graph):
+                written = graph.assign_item_scenes(assignments[assignments["assigned"]])
         return SceneClassification(report=report, assignments=assignments, written=written)
 
     # ---------------------------------------------------------------- recommenders
     @property
     def model_dir(self) -> Path:
-        """Where :meth:`fit` saves the trained recommender: ``<live generation>/model``."""
-        return current_generation(self.path) / MODEL_DIR
+        """Where the served generation keeps its trained recommender: ``<generation>/model``."""
+        return self._gen / MODEL_DIR
+
+    # ---------------------------------------------------------------- writing
+    def _require_writable(self, what: str) -> None:
+        if not self._writable:
+            raise ConfigError(
+                f"{self.path}: the store is open read-only; open it with Engine.open(path, read_only=False) to {what}"
+            )
+
+    def _graph_of(self, folder: Path) -> GraphStore:
+        """The graph of the generation folder ``folder``, open for writing (Neo4j: the server, :attr:`store`)."""
+        if self.manifest.get("backend", "ladybug") == "ladybug":
+            return LadybugStore(folder / GRAPH_FILE)
+        return self.store
+
+    @contextmanager
+    def _writing(self, command: str) -> Iterator[tuple[Path, GraphStore]]:
+        """Take the store's writer lock, check that the store still serves this engine's generation, and yield a
+        copy of it (folder, graph open for writing) that becomes the live generation when the block succeeds; the
+        engine then serves it. On an exception the copy is dropped and nothing changed."""
+        with StoreLock(self.path, command, wait=self.wait):
+            live = current_generation(self.path)
+            if live.name != self._gen.name:
+                raise GenerationChangedError(
+                    f"{self.path}: another writer made generation {live.name} live since this engine read "
+                    f"{self._gen.name}; nothing was written (open the store again and repeat the {command})"
+                )
+            with StagedGeneration(self.path, base=self._gen) as staged:
+                graph = self._graph_of(staged.path)
+                try:
+                    yield staged.path, graph
+                finally:
+                    if graph is not self.store:
+                        graph.close()
+            self._serve(self.path / staged.name, keep_model=True)
+
+    def _serve(self, folder: Path, *, keep_model: bool = False, graph: GraphStore | None = None) -> None:
+        """Serve the generation folder ``folder`` (its graph open for reading, or ``graph``); the loaded model is
+        kept only with ``keep_model`` (same nodes)."""
+        if graph is not self.store:
+            self.store.close()
+        name = folder.name
+        self.store = graph if graph is not None else open_store(self.path, read_only=True, generation=name)
+        self._gen = folder
+        self.manifest = read_manifest(self.path, generation=name)
+        self._items = None
+        if keep_model:
+            return
+        self.idmap = load_idmap(self.path, generation=name)
+        self.features = load_features(self.path, generation=name)
+        self._model = None
+        self._model_name = ""
+        self._splits = {}
+        self._item_scene = np.zeros(0, dtype=np.int64)
+        self._embeddings = None
 
     def _edge_index(self) -> EdgeIndex:
         """The store's typed edges, indexed by the store's id map (checked to cover every node)."""
@@ -425,6 +529,7 @@ class Engine:
         scenes: Sequence[str] | None = None,
         alignment: bool | None = None,
         options: dict[str, Any] | None = None,
+        write_back: int | None = None,
     ) -> FitResult:
         """Train the recommender ``model`` (a name of :data:`MODELS`) on the store's interactions and save it.
 
@@ -443,11 +548,20 @@ class Engine:
         then ``{"item_item": (done, total)}`` while the item-item channel is fitted.
         For ``scenegnn`` the item-item channel is fitted and its fusion weights chosen on the validation split
         afterwards (:func:`scenerec.gnn.tune_item_item`). The artifact (:func:`scenerec.gnn.save_artifact`, plus the
-        splits) goes to :attr:`model_dir`, replacing any earlier one, so that it belongs to the live generation;
-        the model stays loaded for :meth:`recommend`.
+        splits) goes to the ``model`` folder of a new generation, a copy of the one the engine read, replacing any
+        earlier model; with ``write_back=k`` the top ``k`` of every user are written there too (:meth:`write_back`).
+        The new generation goes live only when all of it is written (the fit refuses with
+        :class:`GenerationChangedError` when another writer changed the store during training), so readers never
+        see the new model without its recommendations. The model stays
+        loaded for :meth:`recommend`; :attr:`last_write_back` holds what the write-back wrote (``write_back`` needs
+        ``Engine.open(path, read_only=False)``).
         """
         from scenerec.gnn import fit, save_artifact, tune_item_item
 
+        if write_back is not None:
+            if not isinstance(write_back, int) or write_back < 1:
+                raise ValueError("write_back must be a positive integer (the k of the write-back) or None")
+            self._require_writable("write back")
         spec = MODELS.get(model)
         if spec is None:
             raise ConfigError(f"unknown model {model!r}; choose one of: {', '.join(MODELS)}")
@@ -480,52 +594,57 @@ class Engine:
             item_scene,
             progress=None if progress is None else lambda done, total: progress({"item_item": (done, total)}),
         )
-        target = self.model_dir
-        tmp = target.with_name(f"{MODEL_DIR}.tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
         extra = {
-            "generation": target.parent.name,
+            "generation": self.generation,
             "splits": "random_per_user" if assigned else "stored",
             "item_item": {str(k): v for k, v in report.scenes.items()},
             "scenes": list(scenes) if scenes is not None else None,
             "alignment": int(links[0].shape[1]) if links is not None else None,
             "label": label,
         }
-        save_artifact(tmp, model, recommender, cfg, result, self.idmap, extra=extra)
         arrays = {"item_scene": item_scene}
         for name, csr in splits.items():
             arrays[f"{name}_users"], arrays[f"{name}_items"] = csr.rows(), csr.indices
         if links is not None:
             arrays["links"], arrays["link_weights"] = links
-        np.savez(tmp / SPLITS_FILE, **arrays)  # type: ignore[arg-type]  # numpy stubs read ** as allow_pickle
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(tmp, target)
-        self._set_model(model, recommender, splits, item_scene)
-        self._model_label = label
-        self._log_run(
-            "fit",
-            {
-                "model": model,
-                "label": label,
-                "seed": result.seed,
-                "scenes": list(scenes) if scenes else None,
-                "alignment": extra["alignment"],
-                "options": options or {},
-                "best_epoch": result.best_epoch,
-                "seconds_total": result.seconds_total,
-                "valid": result.best_valid,
-                "history": result.history,
-            },
-        )
+        record = {
+            "model": model,
+            "label": label,
+            "seed": result.seed,
+            "scenes": list(scenes) if scenes else None,
+            "alignment": extra["alignment"],
+            "options": options or {},
+            "best_epoch": result.best_epoch,
+            "seconds_total": result.seconds_total,
+            "valid": result.best_valid,
+            "history": result.history,
+        }
+        self.last_write_back = None
+        try:
+            self._set_model(model, recommender, splits, item_scene)
+            self._model_label = label
+            with self._writing("fit") as (folder, graph):
+                target = folder / MODEL_DIR
+                shutil.rmtree(target, ignore_errors=True)
+                save_artifact(target, model, recommender, cfg, result, self.idmap, extra=extra)
+                np.savez(target / SPLITS_FILE, **arrays)  # type: ignore[arg-type]  # numpy stubs read ** as allow_pickle
+                written = None if write_back is None else self._write_back(graph, write_back, None, 1024)
+                self._log_run("fit", record, folder=folder)
+        except BaseException:
+            self._model = None  # the served generation keeps its own model, loaded again on use
+            self._embeddings = None
+            raise
+        self.last_write_back = written
         return result
 
-    def _log_run(self, kind: str, record: dict[str, Any]) -> None:
-        """Append ``record`` to the generation's run log (:class:`scenerec.runlog.RunLog`, read by ``scenerec
-        report``); a log that cannot be written is warned about, never fatal to the run."""
-        from scenerec.runlog import RunLog
+    def _log_run(self, kind: str, record: dict[str, Any], folder: Path | None = None) -> None:
+        """Append ``record`` to the run log (:class:`scenerec.runlog.RunLog`, read by ``scenerec report``) of the
+        served generation, or of the generation folder ``folder``; a log that cannot be written is warned about,
+        never fatal to the run."""
+        from scenerec.runlog import RUNS_FILE, RunLog
 
         try:
-            RunLog.for_store(self.path).append(kind, record)
+            RunLog((folder or self._gen) / RUNS_FILE).append(kind, record)
         except OSError as exc:
             warnings.warn(f"{self.path}: run not logged ({exc})", RuntimeWarning, stacklevel=3)
 
@@ -906,19 +1025,23 @@ class Engine:
         * the learnt user and item representations as the ``gnn_embedding`` float-array property
           (:data:`scenerec.kg.schema.MODEL_EMBEDDING`), replacing earlier ones.
 
-        Needs a writable store (``Engine.open(path, read_only=False)``). Returns what was written: ``model``,
-        ``k``, ``scenes``, ``edges``, ``users``, ``items``, ``dim``, ``property``, ``seconds``.
+        Needs ``Engine.open(path, read_only=False)``. The write goes to a new generation, a copy of the served one,
+        that becomes live when it is complete (see :class:`Engine`). Returns what was written: ``model``, ``k``,
+        ``scenes``, ``edges``, ``users``, ``items``, ``dim``, ``property``, ``seconds``.
         """
+        if not isinstance(k, int) or k < 1:
+            raise ValueError("k must be a positive integer")
+        self._require_writable("write back")
+        self._load_model()
+        with self._writing("write-back") as (_, graph):
+            return self._write_back(graph, k, scenes, batch_size)
+
+    def _write_back(self, graph: GraphStore, k: int, scenes: Sequence[str] | None, batch_size: int) -> dict[str, Any]:
+        """:meth:`write_back` of the loaded model into ``graph``."""
         import time
 
         from scenerec.kg.schema import MODEL_EMBEDDING
 
-        if not isinstance(k, int) or k < 1:
-            raise ValueError("k must be a positive integer")
-        if getattr(self.store, "read_only", False):
-            raise ConfigError(
-                f"{self.path}: the store is open read-only; open it with Engine.open(path, read_only=False) to write back"
-            )
         t0 = time.perf_counter()
         self._load_model()
         assert self._embeddings is not None
@@ -926,9 +1049,9 @@ class Engine:
         scenes = self._written_scenes(scenes)
         n_users, n_items = self.idmap.size("user"), self.idmap.size("item")
         frame = self._top_k_frame(np.arange(n_users), scenes, k, batch_size)
-        edges = self.store.write_recommendations(frame)
-        self.store.set_model_embeddings("User", self.idmap.ids("user"), user_emb.detach().cpu().numpy())
-        self.store.set_model_embeddings("Item", self.idmap.ids("item"), item_emb.detach().cpu().numpy())
+        edges = graph.write_recommendations(frame)
+        graph.set_model_embeddings("User", self.idmap.ids("user"), user_emb.detach().cpu().numpy())
+        graph.set_model_embeddings("Item", self.idmap.ids("item"), item_emb.detach().cpu().numpy())
         return {
             "model": self._model_name,
             "k": k,
@@ -1011,29 +1134,55 @@ class Engine:
         histories) and refresh the ``RECOMMENDED`` edges (top ``k`` per scene) and ``gnn_embedding`` vectors of the
         affected users: the new ones and those with new interactions. The engine then serves the new generation.
 
-        Needs a writable store. Returns the update's :meth:`UpdateReport.summary` plus ``refreshed_users``,
-        ``recommended`` (edges written) and ``model`` (``None`` when no model is trained: nothing is refreshed).
+        Needs ``Engine.open(path, read_only=False)``. The refresh is done in the new generation before it goes live
+        (:func:`scenerec.kg.update` ``finish``), so readers see the new graph with its refreshed recommendations;
+        a failed or killed update leaves the old generation live. Returns the update's
+        :meth:`UpdateReport.summary` plus ``refreshed_users``, ``recommended`` (edges written) and ``model``
+        (``None`` when no model is trained: nothing is refreshed).
         """
-        import time
-
         from scenerec.pipeline import update as update_store
 
         if not isinstance(k, int) or k < 1:
             raise ValueError("k must be a positive integer")
-        if getattr(self.store, "read_only", False):
-            raise ConfigError(f"{self.path}: the store is open read-only; open it with read_only=False to update it")
+        self._require_writable("update it")
         encoder = self.encoder if self.features else None
-        self.store.close()
-        try:
-            report = update_store(
-                dataset, self.path, format=format, options=options, embed=None, encoder=encoder, progress=progress
-            )
-        finally:
-            self._reopen()
+        refreshed: dict[str, Any] = {"refreshed_users": 0, "recommended": 0, "model": None}
+
+        def finish(folder: Path, report: UpdateReport) -> None:
+            if not (folder / MODEL_DIR / SPLITS_FILE).is_file():
+                return
+            graph = self._graph_of(folder)
+            try:
+                self._serve(folder, graph=graph)
+                self._refresh(report, k, refreshed)
+            finally:
+                graph.close()  # before the folder is renamed into a generation
+
+        with StoreLock(self.path, "update", wait=self.wait):
+            self.store.close()
+            try:
+                report = update_store(
+                    dataset,
+                    self.path,
+                    format=format,
+                    options=options,
+                    embed=None,
+                    encoder=encoder,
+                    progress=progress,
+                    wait=self.wait,
+                    finish=finish,
+                )
+            finally:
+                self._serve(current_generation(self.path))  # the new generation, or the old one after a failure
         out = report.summary()
-        out.update({"refreshed_users": 0, "recommended": 0, "model": None})
-        if not (self.model_dir / SPLITS_FILE).is_file():
-            return out
+        out.update(refreshed)
+        return out
+
+    def _refresh(self, report: UpdateReport, k: int, out: dict[str, Any]) -> None:
+        """Extend the trained model to the updated graph and rewrite the ``RECOMMENDED`` edges (top ``k``) of the
+        users the update affected and every ``gnn_embedding`` vector, in the served (staged) generation."""
+        import time
+
         t0 = time.perf_counter()
         self._load_model()
         assert self._embeddings is not None
@@ -1045,21 +1194,7 @@ class Engine:
         self.store.set_model_embeddings("User", self.idmap.ids("user"), user_emb.detach().cpu().numpy())
         self.store.set_model_embeddings("Item", self.idmap.ids("item"), item_emb.detach().cpu().numpy())
         out.update({"refreshed_users": len(affected), "recommended": written, "model": self._model_name})
-        out["seconds"]["refresh"] = round(time.perf_counter() - t0, 3)
-        return out
-
-    def _reopen(self) -> None:
-        """Open the live generation again (after an update switched it) and forget the loaded model."""
-        self.manifest = read_manifest(self.path)
-        self.store = open_store(self.path, read_only=False)
-        self.idmap = load_idmap(self.path)
-        self.features = load_features(self.path)
-        self._items = None
-        self._model = None
-        self._model_name = ""
-        self._splits = {}
-        self._item_scene = np.zeros(0, dtype=np.int64)
-        self._embeddings = None
+        report.seconds["refresh"] = round(time.perf_counter() - t0, 3)
 
     # ---------------------------------------------------------------- entity alignment
     def align(
@@ -1102,11 +1237,8 @@ class Engine:
             raise ValueError(f"unknown alignment method {method!r}; choose one of: {', '.join(METHODS)}")
         if not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], not {threshold!r}")
-        if write and getattr(self.store, "read_only", False):
-            raise ConfigError(
-                f"{self.path}: the store is open read-only; open it with Engine.open(path, read_only=False) to write "
-                "the alignment, or pass write=False"
-            )
+        if write:
+            self._require_writable("write the alignment, or pass write=False")
         kinds = ("item", "entity")
         sizes = {kind: self.idmap.size(kind) for kind in kinds}
         offset = {"item": 0, "entity": sizes["item"]}
@@ -1187,11 +1319,12 @@ class Engine:
         used = str(result.info["method"])  # "gcn" without seeds falls back to "propagation"
         written = 0
         if write:
-            written = self.store.write_alignments(
-                accepted[["left", "right", "kind_left", "kind_right", "score", "method"]],
-                used,
-                scenes=(left, right),
-            )
+            with self._writing("align") as (_, graph):
+                written = graph.write_alignments(
+                    accepted[["left", "right", "kind_left", "kind_right", "score", "method"]],
+                    used,
+                    scenes=(left, right),
+                )
         # users are shared by construction (one User node): those with interactions in both scenes
         shared_users = 0
         inter = index.edges.get(("user", "INTERACTED", "item"))

@@ -71,6 +71,14 @@ class StoreNotFoundError(StoreError):
     """The store path holds no built graph."""
 
 
+class StoreLockedError(StoreError):
+    """Another process is writing the store (its writer lock is held); the message names the holder."""
+
+
+class GenerationChangedError(StoreError):
+    """The store's live generation changed since it was read: the work done on the old one is not saved."""
+
+
 class BackendUnavailableError(StoreError):
     """The configured graph-database backend cannot be reached or is not installed."""
 

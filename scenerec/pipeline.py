@@ -103,10 +103,12 @@ def build(
     neo4j: Neo4jConfig | None = None,
     graph: GraphStore | None = None,
     progress: Progress | None = None,
+    wait: float = 0.0,
 ) -> RebuildReport:
     """Rebuild ``store`` from ``dataset`` with text embeddings (``embed=None`` skips them).
 
-    ``encoder`` overrides the one ``embed`` describes (e.g. to share a loaded model between builds).
+    ``encoder`` overrides the one ``embed`` describes (e.g. to share a loaded model between builds). ``wait``:
+    seconds to wait for another writer of the store (:class:`scenerec.kg.lock.StoreLock`).
     """
     step = None
     if embed is not None or encoder is not None:
@@ -122,6 +124,7 @@ def build(
         graph=graph,
         features=step,
         progress=progress,
+        wait=wait,
     )
 
 
@@ -134,11 +137,14 @@ def update(
     embed: EmbedConfig | None = DEFAULT_EMBED,
     encoder: TextEncoder | None = None,
     progress: Progress | None = None,
+    wait: float = 0.0,
+    finish: Callable[[Path, UpdateReport], None] | None = None,
 ) -> UpdateReport:
     """Add ``dataset`` to ``store`` without a rebuild (:func:`scenerec.kg.update`): only new or changed texts are
     embedded, with ``encoder`` or the one ``embed`` describes (which must be the store's own model). The trained
     model is not touched here; :meth:`scenerec.engine.Engine.update` also extends it and refreshes the
-    ``RECOMMENDED`` edges of the affected users."""
+    ``RECOMMENDED`` edges of the affected users (in ``finish``, before the new generation goes live; see
+    :func:`scenerec.kg.update`). ``wait``: seconds to wait for another writer of the store."""
     from scenerec.kg.rebuild import FEATURES, current_generation
     from scenerec.kg.update import update as update_graph
 
@@ -150,5 +156,13 @@ def update(
         identity = enc.identity
         step = text_feature_step(enc, cache=cfg.cache, progress=progress)
     return update_graph(
-        dataset, store, format=format, options=options, features=step, feature_identity=identity, progress=progress
+        dataset,
+        store,
+        format=format,
+        options=options,
+        features=step,
+        feature_identity=identity,
+        progress=progress,
+        wait=wait,
+        finish=finish,
     )

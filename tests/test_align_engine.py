@@ -19,6 +19,7 @@ import pytest
 from scenerec.cli import main
 from scenerec.engine import Engine
 from scenerec.errors import ConfigError, UnknownIdError
+from scenerec.kg import open_store
 
 PAIRS = 300
 METRICS = ("hits@1", "hits@10", "mrr", "precision", "recall")
@@ -151,16 +152,17 @@ def test_align_errors(slice_store: Path, tmp_path: Path) -> None:
         with pytest.raises(ValueError, match="method"):
             engine.align("fr", "en", method="magic", write=False)
     store = _copy(slice_store, tmp_path / "store")
-    with Engine.open(store, read_only=False) as engine:
-        engine.store.query("MATCH (e:Entity) WHERE e.scene = $s SET e.scene = $t", s="en", t="elsewhere")
-        with pytest.raises(ConfigError, match="scene 'en' has no items or entities"):
-            engine.align("fr", "en", write=False)
+    with open_store(store, read_only=False) as graph:  # the engine's own graph is read-only: writes are staged
+        graph.query("MATCH (e:Entity) WHERE e.scene = $s SET e.scene = $t", s="en", t="elsewhere")
+    with Engine.open(store) as engine, pytest.raises(ConfigError, match="scene 'en' has no items or entities"):
+        engine.align("fr", "en", write=False)
 
 
 def test_align_without_gold_has_no_metrics(slice_store: Path, tmp_path: Path) -> None:
     store = _copy(slice_store, tmp_path / "store")
+    with open_store(store, read_only=False) as graph:
+        graph.query("MATCH (:Entity)-[r:SAME_AS]->(:Entity) DELETE r")
     with Engine.open(store, read_only=False) as engine:
-        engine.store.query("MATCH (:Entity)-[r:SAME_AS]->(:Entity) DELETE r")
         out = engine.align("fr", "en", seed_fraction=0.3)
         assert (out["seeds"], out["held_out"]) == (0, 0)
         assert not any(m in out.summary for m in METRICS)

@@ -36,7 +36,9 @@ def fitted(sample_store: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
     with Engine.open(store) as engine:
         out["pop_fit"] = engine.fit("pop", config=POP)
         out["pop"] = {s: engine.evaluate(s) for s in SCENES}
+        out["trained_on"] = engine.generation
         out["lightgcn_fit"] = engine.fit("lightgcn", config=LIGHTGCN)
+        out["saved_in"] = engine.generation
         out["lightgcn"] = {s: engine.evaluate(s) for s in SCENES}
         user = str(
             engine.store.query(
@@ -69,8 +71,10 @@ def test_fit_saves_the_artifact_in_the_live_generation(fitted: dict[str, Any]) -
     folder = current_generation(fitted["store"]) / MODEL_DIR
     meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
     assert meta["model"] == "lightgcn"
+    # a new generation (a copy of the one trained on) became live with the model; the artifact names both
+    assert folder.parent.name == fitted["saved_in"] != fitted["trained_on"]
     assert meta["extra"] == {
-        "generation": folder.parent.name,
+        "generation": fitted["trained_on"],
         "splits": "stored",
         "item_item": {},
         "scenes": None,

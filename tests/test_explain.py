@@ -17,7 +17,7 @@ import pytest
 from scenerec.cli import main
 from scenerec.engine import Engine
 from scenerec.errors import UnknownIdError
-from scenerec.kg import GraphStore, check_label, check_rel
+from scenerec.kg import GraphStore, check_label, check_rel, open_store
 
 SCENES = ("arts", "office")
 KINDS = ("aligned_entity", "co_interaction", "related_item", "same_as", "same_as_entity", "shared_entity")
@@ -216,8 +216,8 @@ def test_same_as_links_give_paths_across_scenes(explained: dict[str, Any], tmp_p
     office item that shares an entity with the target, 0.6) give a ``same_as`` and a ``same_as_entity`` path."""
     store = _copy(explained["store"], tmp_path / "store")
     user = explained["users"][0]
-    with Engine.open(store, read_only=False) as engine:
-        q = engine.store.query
+    with open_store(store, read_only=False) as graph:  # links written by hand, as a user would with Cypher
+        q = graph.query
         source = str(
             q(
                 "MATCH (u:User)-[r:INTERACTED]->(i:Item) WHERE u.id = $u AND r.split = 'train' AND i.scene = 'arts' "
@@ -240,7 +240,8 @@ def test_same_as_links_give_paths_across_scenes(explained: dict[str, Any], tmp_p
                 "method": "manual",
             }
         )
-        assert engine.store.write_alignments(links) == 2
+        assert graph.write_alignments(links) == 2
+    with Engine.open(store) as engine:
         paths = engine.explain(user, target, max_paths=1000)
         by_kind = {p["kind"]: p for p in paths if p["kind"] in ("same_as", "same_as_entity")}
         assert set(by_kind) == {"same_as", "same_as_entity"}
