@@ -100,7 +100,9 @@ class HFTextEncoder(TextEncoder):
     the local cache first, then downloaded when the network allows). ``device``: ``"cpu"``, ``"cuda"``, ...
     (default: CUDA when available). ``threads``: torch CPU threads while encoding (default: torch's setting).
     ``max_length``: tokens per text (default: the model's sentence-transformers setting, else its limit, at
-    most 512). ``batch_size``: texts per forward pass.
+    most 512). ``batch_size``: texts per forward pass. ``download``: whether a Hugging Face name that is neither a
+    local folder nor in the local cache may be downloaded (``False`` for a name read from a store's manifest: a
+    store never makes scenerec fetch code or weights the user did not ask for).
     """
 
     def __init__(
@@ -111,6 +113,7 @@ class HFTextEncoder(TextEncoder):
         threads: int | None = None,
         max_length: int | None = None,
         batch_size: int = 64,
+        download: bool = True,
     ) -> None:
         if batch_size < 1:
             raise ConfigError("batch_size must be positive")
@@ -122,7 +125,7 @@ class HFTextEncoder(TextEncoder):
         self.name = DEFAULT_MODEL if model is None else str(model)
         # Only the model's folder and config are read here; the weights load on the first encode(), so that a
         # run whose texts are all cached never loads the model.
-        self.folder = self._resolve(model)
+        self.folder = self._resolve(model, download=download)
         config = json.loads((self.folder / "config.json").read_text(encoding="utf-8"))
         self.dim = int(config.get("hidden_size") or config.get("d_model") or config.get("dim") or 0)
         if self.dim <= 0:
@@ -159,9 +162,9 @@ class HFTextEncoder(TextEncoder):
         return self._device_name or "cuda-if-available"
 
     @staticmethod
-    def _resolve(model: str | Path | None) -> Path:
+    def _resolve(model: str | Path | None, *, download: bool = True) -> Path:
         """The local folder of ``model``: the bundled default, a folder, or a Hugging Face name (local cache first,
-        then a download where the network allows). The error says everything that was tried."""
+        then, with ``download``, a download where the network allows). The error says everything that was tried."""
         if model is None:
             return default_model_path()
         p = Path(model).expanduser()
@@ -172,12 +175,14 @@ class HFTextEncoder(TextEncoder):
         from huggingface_hub import snapshot_download
 
         tried = []
-        for local_only in (True, False):
+        for local_only in (True, False) if download else (True,):
             try:
                 return Path(snapshot_download(str(model), local_files_only=local_only))
             except Exception as exc:  # the hub raises many error types for offline / missing / private
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 tried.append(f"{'the local Hugging Face cache' if local_only else 'a download'}: {first}")
+        if not download:
+            tried.append("no download: the model was not named by you but read from a store")
         raise ConfigError(f"cannot load text model {str(model)!r}: it is not a local folder; tried " + "; ".join(tried))
 
     @contextmanager

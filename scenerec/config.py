@@ -70,6 +70,7 @@ class EmbedConfig:
     ``model``: ``None`` for the bundled all-MiniLM-L6-v2, a local folder, or a Hugging Face model name.
     ``threads``: torch CPU threads (default: torch's own choice). ``device``: ``cpu``, ``cuda``, ... (default:
     CUDA when available). ``cache``: reuse vectors of unchanged texts from ``STORE/cache/embeddings``.
+    ``download``: a Hugging Face name not found locally may be downloaded (off for a model named by a store).
     """
 
     model: str | None = None
@@ -78,3 +79,4 @@ class EmbedConfig:
     device: str | None = None
     max_length: int | None = None
     cache: bool = True
+    download: bool = True

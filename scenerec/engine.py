@@ -294,7 +294,9 @@ class Engine:
             from scenerec.pipeline import make_encoder
 
             model = info.get("model")
-            self._encoder = make_encoder(EmbedConfig(model=None if model == DEFAULT_MODEL else model))
+            # a model named by the store is loaded from a local folder or cache only, never downloaded: pass
+            # Engine.open(..., encoder=HFTextEncoder(name)) to fetch it on purpose
+            self._encoder = make_encoder(EmbedConfig(model=None if model == DEFAULT_MODEL else model, download=False))
         if self._encoder.identity != info.get("identity"):
             raise ConfigError(
                 f"{self.path} was embedded with {info.get('identity')!r}, not with {self._encoder.identity!r}; "

@@ -33,6 +33,7 @@ def make_encoder(config: EmbedConfig) -> HFTextEncoder:
         threads=config.threads,
         batch_size=config.batch_size,
         max_length=config.max_length,
+        download=config.download,
     )
 
 

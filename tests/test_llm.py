@@ -237,6 +237,41 @@ def test_search_items(sample_store: Path, encoder: HFTextEncoder) -> None:
         engine.search_items("pens")
 
 
+def test_a_model_named_by_a_store_is_never_downloaded(
+    sample_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A store is trusted for data, not for code: the text model its manifest names is looked up in local folders and
+    the local Hugging Face cache only. A name the user gives (EmbedConfig, --model) may still be downloaded."""
+    import shutil
+
+    import huggingface_hub
+
+    from scenerec.kg import current_generation
+
+    store = tmp_path / "store"
+    shutil.copytree(sample_store, store, ignore=shutil.ignore_patterns("cache", ".lock"))
+    manifest_file = current_generation(store) / "manifest.json"
+    manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+    manifest["features"]["model"] = "someone/untrusted-model"
+    manifest_file.write_text(json.dumps(manifest), encoding="utf-8")
+    calls: list[bool] = []
+    real = huggingface_hub.snapshot_download
+
+    def spy(repo_id: str, **kw: object) -> str:
+        calls.append(bool(kw.get("local_files_only")))
+        return real(repo_id, **{**kw, "local_files_only": True})  # type: ignore[arg-type]
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", spy)
+    with Engine.open(store) as engine, pytest.raises(ConfigError, match="read from a store") as err:
+        engine.search_items("pens")
+    assert "someone/untrusted-model" in str(err.value) and calls == [True]
+    assert main(["search", "--store", str(store), "pens"]) == 2
+    assert "read from a store" in capsys.readouterr().err and calls == [True, True]
+    with pytest.raises(ConfigError):
+        HFTextEncoder("someone/untrusted-model")  # named by the user: the download is tried (and fails offline)
+    assert calls[2:] == [True, False]
+
+
 def test_search_cli_json(sample_store: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["search", "--store", str(sample_store), "sketchbook for drawing", "-k", "3", "--format", "json"])
     out = capsys.readouterr().out
