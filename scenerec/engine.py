@@ -15,10 +15,11 @@ import numpy as np
 import pandas as pd
 
 from scenerec.config import EmbedConfig
-from scenerec.errors import ConfigError, StoreError, UnknownIdError
-from scenerec.ids import IdMap
+from scenerec.errors import ConfigError, StoreError, StoreFileError, UnknownIdError
+from scenerec.ids import NODE_KINDS, IdMap
 from scenerec.kg import EdgeIndex, GraphStore, current_generation, load_features, load_idmap, open_store, read_manifest
 from scenerec.llm import DEFAULT_MODEL, TextEncoder
+from scenerec.storefiles import fit_hint, read_npz_file, rebuild_hint
 
 if TYPE_CHECKING:
     import torch
@@ -221,8 +222,10 @@ class Engine:
         """Open the live generation of the store folder ``store`` (read-only unless asked otherwise)."""
         path = Path(store)
         manifest = read_manifest(path)
+        idmap, features = load_idmap(path), load_features(path)
+        _check_features(path, manifest, idmap, features)
         graph = open_store(path, read_only=read_only)
-        return cls(path, graph, manifest, load_idmap(path), load_features(path), encoder)
+        return cls(path, graph, manifest, idmap, features, encoder)
 
     def close(self) -> None:
         self.store.close()
@@ -534,22 +537,19 @@ class Engine:
         if self._model is not None:
             return self._model
         import scenerec.transfer  # noqa: F401  (registers CrossSceneGNN with build_model)
-        from scenerec.gnn import CSR, build_model, load_artifact
+        from scenerec.gnn import build_model, load_artifact
         from scenerec.gnn.train import MODEL_CLASSES
 
         folder = self.model_dir
-        if not (folder / SPLITS_FILE).is_file():
+        if not folder.is_dir():
             raise ConfigError(f"{self.path}: no trained model; run `scenerec fit --store {self.path}` first")
-        state, meta = load_artifact(folder)
+        fix = fit_hint(self.path)
+        state, meta = load_artifact(folder, fix)
         trained: IdMap = meta["idmap"]
         grown = trained != self.idmap
         if grown and not _is_prefix(trained, self.idmap):
             raise ConfigError(f"{folder}: the model was trained on other nodes than the store holds; run fit again")
-        shape = (trained.size("user"), trained.size("item"))
-        with np.load(folder / SPLITS_FILE) as z:
-            splits = {s: CSR.from_pairs(z[f"{s}_users"], z[f"{s}_items"], shape) for s in ("train", "valid", "test")}
-            item_scene = z["item_scene"].astype(np.int64)
-            links = (z["links"], z["link_weights"]) if "links" in z else None
+        splits, item_scene, links = _read_splits(folder / SPLITS_FILE, trained, fix)
         cls = meta["hyperparameters"]["class"]
         adj = _adjacency(splits["train"]) if cls == "LightGCN" else None
         index = self._edge_index()
@@ -560,7 +560,11 @@ class Engine:
             inputs = self._graph_inputs(old_index, splits["train"], links, features=old_features)
         if inputs is not None and not np.array_equal(inputs.item_scene, item_scene):
             raise ConfigError(f"{folder}: item scenes changed since the model was trained; run fit again")
-        model = build_model(meta, state, adj=adj, inputs=inputs)
+        try:
+            model = build_model(meta, state, adj=adj, inputs=inputs)
+        except (RuntimeError, ValueError, TypeError, KeyError) as exc:  # weights of another model, sizes that differ
+            reason = " ".join(str(exc).split())[:160]
+            raise StoreFileError(folder / "weights.pt", f"does not match meta.json ({reason})", fix) from None
         if grown:
             model, splits, item_scene = self._extend(model, trained, splits, index)
         self._set_model(str(meta["model"]), model, splits, item_scene)
@@ -1233,6 +1237,51 @@ class Engine:
             seeds=frame(pd.DataFrame({"left": seeds[:, 0], "right": seeds[:, 1]}) if len(seeds) else empty),
             held_out=frame(pd.DataFrame({"left": held[:, 0], "right": held[:, 1]}) if len(held) else empty),
         )
+
+
+def _check_features(path: Path, manifest: dict[str, Any], idmap: IdMap, features: dict[str, np.ndarray]) -> None:
+    """``features.npz`` is there when the manifest lists text embeddings, with one finite row per node of the id
+    map; a :class:`StoreFileError` naming it otherwise (never vectors silently shifted onto other nodes)."""
+    from scenerec.kg.rebuild import FEATURES
+
+    file = current_generation(path) / FEATURES
+    if manifest.get("features") and not features:
+        raise StoreFileError(file, "missing (the manifest lists text embeddings)", rebuild_hint(path))
+    for kind, x in features.items():
+        if kind not in NODE_KINDS:
+            raise StoreFileError(file, f"holds vectors of an unknown node kind {kind!r}", rebuild_hint(path))
+        if x.ndim != 2 or x.shape[0] != idmap.size(kind) or not np.issubdtype(x.dtype, np.floating):
+            raise StoreFileError(
+                file,
+                f"{kind} vectors have shape {x.shape} ({x.dtype}), expected ({idmap.size(kind)}, dim) floats",
+                rebuild_hint(path),
+            )
+
+
+def _read_splits(
+    path: Path, trained: IdMap, fix: str
+) -> tuple[dict[str, CSR], np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+    """The train/valid/test pairs, item scenes and item links a model was saved with (:meth:`Engine.fit`), checked
+    against the sizes of the id map it was trained on; a :class:`StoreFileError` naming ``path`` otherwise."""
+    from scenerec.gnn import CSR
+
+    names = ("train", "valid", "test")
+    required = ["item_scene", *(f"{s}_{part}" for s in names for part in ("users", "items"))]
+    z = read_npz_file(path, fix, required=required)
+    shape = (trained.size("user"), trained.size("item"))
+    try:
+        splits = {s: CSR.from_pairs(z[f"{s}_users"], z[f"{s}_items"], shape) for s in names}
+    except (ValueError, TypeError) as exc:
+        raise StoreFileError(
+            path, f"pairs that do not fit the model's {shape[0]} users x {shape[1]} items ({exc})", fix
+        ) from None
+    item_scene = z["item_scene"]
+    if item_scene.shape != (shape[1],) or not np.issubdtype(item_scene.dtype, np.integer):
+        raise StoreFileError(path, f"item_scene has shape {item_scene.shape}, expected ({shape[1]},) integers", fix)
+    links = (z["links"], z["link_weights"]) if "links" in z else None
+    if links is not None and (links[0].ndim != 2 or links[0].shape[0] != 2 or links[1].shape != (links[0].shape[1],)):
+        raise StoreFileError(path, "links and link_weights do not match in shape", fix)
+    return splits, item_scene.astype(np.int64), links
 
 
 def _is_prefix(old: IdMap, new: IdMap) -> bool:
