@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import shutil
 import warnings
@@ -87,6 +89,64 @@ CROSSSCENE_KW: dict[str, Any] = {
     "item_ids": "all",
     "item_item_kind": "knn",
 }
+
+
+#: The ``options`` :meth:`Engine.fit` accepts per model: name -> (type, accepts(value), the accepted range in words).
+_OptionSpec = tuple[type, Callable[[Any], bool], str]
+_BOOL: _OptionSpec = (bool, lambda v: True, "true or false")
+
+
+def _choice(*names: str) -> _OptionSpec:
+    return (str, lambda v: v in names, "one of " + ", ".join(names))
+
+
+_SCENEGNN_OPTIONS: dict[str, _OptionSpec] = {
+    "dim": (int, lambda v: v >= 1, "an integer >= 1"),
+    "num_layers": (int, lambda v: v >= 0, "an integer >= 0"),
+    "temperature": (float, lambda v: v > 0, "a number > 0"),
+    "item_ids": _choice("all", "missing", "none"),
+    "use_text": _BOOL,
+    "use_kg": _BOOL,
+    "scene_film": _BOOL,
+    "item_item": _BOOL,
+    "item_item_nnz": (int, lambda v: v >= 0, "an integer >= 0"),
+    "kg_min_items": (int, lambda v: v >= 1, "an integer >= 1"),
+    "item_item_kind": _choice("ease", "knn"),
+}
+MODEL_OPTIONS: dict[str, dict[str, _OptionSpec]] = {
+    "scenegnn": _SCENEGNN_OPTIONS,
+    "crossscene": {
+        **_SCENEGNN_OPTIONS,
+        "gate": _BOOL,
+        "view_dropout": (float, lambda v: 0 <= v < 1, "a number in [0, 1)"),
+        "item_bias": _BOOL,
+        "cold_dropout": (float, lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    },
+}
+
+
+def _of_type(value: Any, kind: type) -> bool:
+    if kind is bool or isinstance(value, bool):
+        return kind is bool and isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, (int, float)) and math.isfinite(value)
+    return isinstance(value, kind)
+
+
+def check_model_options(model: str, options: dict[str, Any] | None) -> None:
+    """:class:`ConfigError` naming the first option of ``fit(model, options=...)`` that the model does not take or
+    whose value is of the wrong type or out of range (with the accepted range)."""
+    if not options:
+        return
+    accepted = MODEL_OPTIONS.get(model)
+    if accepted is None:
+        raise ConfigError(f"model {model!r} takes no options (got {', '.join(options)})")
+    for key, value in options.items():
+        if key not in accepted:
+            raise ConfigError(f"model {model!r} has no option {key!r}; its options: {', '.join(sorted(accepted))}")
+        kind, accepts, wanted = accepted[key]
+        if not (_of_type(value, kind) and accepts(value)):
+            raise ConfigError(f"model option {key}={json.dumps(value)}: expected {wanted}")
 
 
 def _bpr_config() -> TrainConfig:
@@ -454,6 +514,9 @@ class Engine:
         spec = MODELS.get(model)
         if spec is None:
             raise ConfigError(f"unknown model {model!r}; choose one of: {', '.join(MODELS)}")
+        check_model_options(model, options)
+        if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
+            raise ConfigError(f"epochs must be an integer >= 1, not {epochs!r} (an untrained model would be saved)")
         cfg = config if config is not None else spec.config()
         if seed is not None:
             cfg = replace(cfg, seed=seed)
