@@ -91,7 +91,7 @@ def read_npz_file(path: str | Path, fix: str, *, required: Iterable[str] = ()) -
         if not p.is_file():
             raise _missing_or_unreadable(p, fix) from None
         if isinstance(exc, ValueError):  # numpy refuses object arrays (pickles) with allow_pickle=False
-            why = "holds pickled objects, not plain arrays (damaged or not written by scenerec)"
+            why = "not a .npz archive of plain arrays (damaged, or not written by scenerec)"
             raise StoreFileError(p, why, fix) from None
         raise StoreFileError(p, f"not a readable .npz archive (truncated or damaged: {_one_line(exc)})", fix) from None
     missing = [k for k in required if k not in arrays]
@@ -111,7 +111,7 @@ def read_torch_state(path: str | Path, fix: str) -> dict[str, Any]:
         state = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises RuntimeError, UnpicklingError, EOFError, OSError, ... for a bad file
         raise StoreFileError(
-            p, f"not a readable weights file (truncated or damaged: {type(exc).__name__})", fix
+            p, f"not a readable weights file (truncated, damaged or not only tensors: {type(exc).__name__})", fix
         ) from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise StoreFileError(p, "not a state dict of tensors", fix)
