@@ -919,12 +919,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: Numeric arguments checked before a command runs: dest -> (accepts(value), the accepted range in words).
 ARG_RANGES: dict[str, tuple[Any, str]] = {
-    "k": (lambda v: v >= 1, "an integer >= 1"),
-    "write_k": (lambda v: v >= 1, "an integer >= 1"),
-    "max_paths": (lambda v: v >= 1, "an integer >= 1"),
-    "epochs": (lambda v: v >= 1, "an integer >= 1 (0 would save an untrained model)"),
+    "k": (lambda v: v >= 1, "a positive integer"),
+    "write_k": (lambda v: v >= 1, "a positive integer"),
+    "max_paths": (lambda v: v >= 1, "a positive integer"),
+    "epochs": (lambda v: v >= 1, "a positive integer (0 would save an untrained model)"),
     "show": (lambda v: v >= 0, "an integer >= 0"),
-    "threads": (lambda v: v >= 1, "an integer >= 1"),
+    "threads": (lambda v: v >= 1, "a positive integer"),
     "seed": (lambda v: 0 <= v < 2**32, "an integer in [0, 2**32)"),
     "threshold": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
     "min_confidence": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
@@ -936,7 +936,7 @@ ARG_RANGES: dict[str, tuple[Any, str]] = {
 
 def check_args(args: argparse.Namespace) -> None:
     """:class:`ConfigError` naming the first numeric argument out of its range (:data:`ARG_RANGES`), e.g.
-    ``--write-k 0: expected an integer >= 1``; NaN and infinities are refused everywhere."""
+    ``--write-k 0: expected a positive integer``; NaN and infinities are refused everywhere."""
     for dest, (accepts, wanted) in ARG_RANGES.items():
         value = getattr(args, dest, None)
         if isinstance(value, bool) or not isinstance(value, (int, float)):

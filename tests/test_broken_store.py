@@ -331,7 +331,7 @@ def test_fit_with_zero_epochs_is_refused_and_keeps_the_trained_model(
     model = current_generation(store) / "model"
     before = {p.name: p.read_bytes() for p in model.iterdir()}
     line = one_error(capsys, "fit", "--store", str(store), "--model", "lightgcn", "--epochs", "0", "--quiet")
-    assert line == "error: --epochs 0: expected an integer >= 1 (0 would save an untrained model)"
+    assert line == "error: --epochs 0: expected a positive integer (0 would save an untrained model)"
     assert {p.name: p.read_bytes() for p in model.iterdir()} == before
     with Engine.open(store) as engine, pytest.raises(ConfigError, match="epochs must be an integer >= 1"):
         engine.fit("lightgcn", epochs=0)
@@ -341,13 +341,13 @@ def test_fit_with_zero_epochs_is_refused_and_keeps_the_trained_model(
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["search", "pens", "-k", "0"], "-k 0: expected an integer >= 1"),
-        (["recommend", "--user", "u", "--scene", "office", "-k", "-3"], "-k -3: expected an integer >= 1"),
-        (["similar", "--item", "i", "-k", "0"], "-k 0: expected an integer >= 1"),
+        (["search", "pens", "-k", "0"], "-k 0: expected a positive integer"),
+        (["recommend", "--user", "u", "--scene", "office", "-k", "-3"], "-k -3: expected a positive integer"),
+        (["similar", "--item", "i", "-k", "0"], "-k 0: expected a positive integer"),
         (["recommend", "--user", "u", "--scene", "office", "--explain", "--max-paths", "0"], "--max-paths 0: "),
-        (["explain", "--user", "u", "--item", "i", "--max-paths", "-1"], "--max-paths -1: expected an integer >= 1"),
-        (["fit", "--write-k", "0"], "--write-k 0: expected an integer >= 1"),
-        (["update", str(SAMPLE), "--write-k", "0"], "--write-k 0: expected an integer >= 1"),
+        (["explain", "--user", "u", "--item", "i", "--max-paths", "-1"], "--max-paths -1: expected a positive integer"),
+        (["fit", "--write-k", "0"], "--write-k 0: expected a positive integer"),
+        (["update", str(SAMPLE), "--write-k", "0"], "--write-k 0: expected a positive integer"),
         (["fit", "--seed", "-1"], "--seed -1: expected an integer in [0, 2**32)"),
         (["classify-scenes", "--min-confidence", "1.5"], "--min-confidence 1.5: expected a number in [0, 1]"),
         (["classify-scenes", "--test-fraction", "0"], "--test-fraction 0.0: expected a number in (0, 1)"),
@@ -371,7 +371,7 @@ def test_rebuild_with_out_of_range_arguments_creates_nothing(
     store = tmp_path / "store"
     for argv, message in [
         (["--min-rating", "inf"], "--min-rating inf: expected a finite number"),
-        (["--threads", "0"], "--threads 0: expected an integer >= 1"),
+        (["--threads", "0"], "--threads 0: expected a positive integer"),
     ]:
         line = one_error(capsys, "rebuild", str(SAMPLE), "--store", str(store), "--quiet", *argv)
         assert line == f"error: {message}"
