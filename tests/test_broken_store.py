@@ -404,3 +404,17 @@ def test_debug_prints_the_traceback(tmp_path: Path, capsys: pytest.CaptureFixtur
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" in err and "StoreNotFoundError" in err
     assert err.splitlines()[-1].startswith(f"error: {tmp_path / 'nowhere'}: no graph has been built here")
+
+
+@pytest.mark.parametrize("name", ["model.json", "part-*.npz"])
+def test_broken_embedding_cache_is_one_line_naming_it(
+    sample_store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    """The store's embedding cache (``STORE/cache/embeddings``) outlives generations; a damaged file of it is named."""
+    store = tmp_path / "store"
+    shutil.copytree(sample_store / "cache", store / "cache")
+    path = sorted(store.glob(f"cache/embeddings/*/{name}"))[0]
+    break_file(path, "truncate" if name.endswith(".npz") else "garbage")
+    line = one_error(capsys, "rebuild", str(SAMPLE), "--store", str(store), "--quiet")
+    assert line.startswith(f"error: {path}") and "delete" in line
+    assert not (store / "CURRENT").exists()
