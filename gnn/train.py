@@ -25,10 +25,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from scenerec.errors import StoreFileError
 from scenerec.gnn.evaluate import CSR, evaluate_scores
 from scenerec.gnn.models import BPRMF, LightGCN, MostPopular, Recommender
 from scenerec.gnn.scenegnn import GraphInputs, SceneGNN
 from scenerec.ids import IdMap
+from scenerec.storefiles import read_idmap_file, read_json_file, read_torch_state
 
 log = logging.getLogger(__name__)
 
@@ -775,14 +777,29 @@ def save_artifact(
     return folder
 
 
-def load_artifact(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def load_artifact(path: str | Path, fix: str = "") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """``(state_dict, meta)`` of an artifact folder written by :func:`save_artifact` (``meta["idmap"]``: the
-    :class:`IdMap`). Rebuild the model with :func:`build_model`."""
+    :class:`IdMap`). Rebuild the model with :func:`build_model`. A missing, truncated or foreign file raises
+    :class:`~scenerec.errors.StoreFileError` naming it, with ``fix`` (what to do) appended."""
     folder = Path(path)
-    state = torch.load(folder / WEIGHTS, map_location="cpu", weights_only=True)
-    meta = json.loads((folder / META).read_text(encoding="utf-8"))
-    meta["idmap"] = IdMap.load(folder / IDMAP)
+    fix = fix or "train and save the model again"
+    meta = read_json_file(folder / META, fix)
+    _check_meta(folder / META, meta, fix)
+    state = read_torch_state(folder / WEIGHTS, fix)
+    meta["idmap"] = read_idmap_file(folder / IDMAP, fix)
     return state, meta
+
+
+def _check_meta(path: Path, meta: dict[str, Any], fix: str) -> None:
+    """``meta.json`` has what :func:`build_model` reads: ``model``, and ``hyperparameters`` with ``class`` and
+    non-negative ``num_users`` / ``num_items``."""
+    hp = meta.get("hyperparameters")
+    if not isinstance(meta.get("model"), str) or not isinstance(hp, dict) or not isinstance(hp.get("class"), str):
+        raise StoreFileError(path, "lacks the model name or its hyperparameters (class, sizes)", fix)
+    for key in ("num_users", "num_items"):
+        value = hp.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise StoreFileError(path, f"hyperparameters.{key} is {value!r}, not a non-negative integer", fix)
 
 
 def build_model(

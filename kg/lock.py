@@ -94,7 +94,8 @@ class StoreLock:
 
     def acquire(self) -> None:
         if self.store.exists() and not self.store.is_dir():
-            raise StoreError(f"{self.store}: is a file, not a store folder")
+            hint = "(created if missing)" if self.create else "of a built store"
+            raise StoreNotFoundError(f"{self.store} is a file, not a store folder; give --store the folder {hint}")
         if not self.store.is_dir():
             if not self.create:
                 raise StoreNotFoundError(

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from scenerec.config import Backend, Neo4jConfig, check_backend
-from scenerec.errors import StoreError, StoreNotFoundError
+from scenerec.errors import StoreError, StoreFileError, StoreNotFoundError
 from scenerec.ids import IdMap
 from scenerec.kg.ladybug_store import LadybugStore
 from scenerec.kg.lock import StagedGeneration, StoreLock
@@ -33,6 +33,7 @@ from scenerec.kg.store import GraphStore, LoadStats
 from scenerec.kg.tables import build_tables
 from scenerec.loaders import LoadOptions, LoadResult, load_dataset
 from scenerec.records import Dataset
+from scenerec.storefiles import check_store_path, read_idmap_file, read_json_file, read_npz_file, rebuild_hint
 
 GRAPH_FILE = "graph.lbug"
 MANIFEST = "manifest.json"
@@ -61,16 +62,35 @@ class RebuildReport:
 
 
 def current_generation(store: str | Path) -> Path:
-    """The live generation folder of ``store``; :class:`StoreNotFoundError` if it has none."""
+    """The live generation folder of ``store``; :class:`StoreNotFoundError` if it has none, a
+    :class:`~scenerec.errors.StoreFileError` naming ``CURRENT`` or the manifest when they are broken."""
     store = Path(store)
     pointer = store / CURRENT
+    if store.exists() and not store.is_dir():
+        raise StoreNotFoundError(f"{store} is a file, not a store folder; give --store the folder of a built store")
     if not pointer.is_file():
         raise StoreNotFoundError(
             f"{store}: no graph has been built here (run `scenerec rebuild DATASET --store {store}`)"
         )
-    gen = store / pointer.read_text(encoding="utf-8").strip()
+    return _live_generation(store, pointer)
+
+
+def _live_generation(store: Path, pointer: Path) -> Path:
+    """The generation ``CURRENT`` names, checked to exist with its manifest."""
+    fix = rebuild_hint(store)
+    try:
+        name = pointer.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        raise StoreFileError(pointer, "cannot be read as text", fix) from None
+    if not name:
+        raise StoreFileError(pointer, "is empty (it should name the live generation, gen-...)", fix)
+    if "/" in name or "\\" in name or name in (".", ".."):
+        raise StoreFileError(pointer, f"names {name[:60]!r}, not a generation folder of the store", fix)
+    gen = store / name
+    if not gen.is_dir():
+        raise StoreFileError(pointer, f"names the generation {name!r}, which does not exist", fix)
     if not (gen / MANIFEST).is_file():
-        raise StoreError(f"{store}: CURRENT names {gen.name!r}, which has no manifest; rebuild the store")
+        raise StoreFileError(gen / MANIFEST, "missing", fix)
     return gen
 
 
@@ -85,8 +105,9 @@ def generation_dir(store: str | Path, generation: str | None = None) -> Path:
 
 
 def read_manifest(store: str | Path, *, generation: str | None = None) -> dict[str, Any]:
-    """The ``manifest.json`` of the live generation of ``store`` (or of ``generation``)."""
-    data: dict[str, Any] = json.loads((generation_dir(store, generation) / MANIFEST).read_text(encoding="utf-8"))
+    """The manifest of the live generation of ``store`` (or of ``generation``); a
+    :class:`~scenerec.errors.StoreFileError` if it is not valid JSON."""
+    data: dict[str, Any] = read_json_file(generation_dir(store, generation) / MANIFEST, rebuild_hint(store))
     return data
 
 
@@ -100,7 +121,7 @@ def open_store(
     """Open the live graph of a store folder built by :func:`rebuild` (embedded or Neo4j, per its manifest), or
     the graph of its generation ``generation``."""
     gen = generation_dir(store, generation)
-    manifest = json.loads((gen / MANIFEST).read_text(encoding="utf-8"))
+    manifest = read_manifest(store, generation=gen.name)
     backend = manifest.get("backend", "ladybug")
     if backend == "ladybug":
         return LadybugStore(gen / GRAPH_FILE, read_only=read_only)
@@ -126,7 +147,7 @@ def open_neo4j(cfg: Neo4jConfig) -> GraphStore:
 
 def load_idmap(store: str | Path, *, generation: str | None = None) -> IdMap:
     """The id map of the live generation of ``store`` (or of ``generation``)."""
-    return IdMap.load(generation_dir(store, generation) / IDMAP)
+    return read_idmap_file(generation_dir(store, generation) / IDMAP, rebuild_hint(store))
 
 
 FEATURES = "features.npz"
@@ -152,8 +173,7 @@ def load_features(store: str | Path, *, generation: str | None = None) -> dict[s
     path = generation_dir(store, generation) / FEATURES
     if not path.is_file():
         return {}
-    with np.load(path) as z:
-        return {k: z[k] for k in z.files}
+    return read_npz_file(path, rebuild_hint(store))
 
 
 def rebuild(
@@ -184,6 +204,7 @@ def rebuild(
     """
     backend = check_backend(backend)
     store = Path(store)
+    check_store_path(store)
     with StoreLock(store, "rebuild", wait=wait, create=True):
         return _rebuild(dataset, store, backend, format, options, neo4j, graph, features, progress, keep_generations)
 

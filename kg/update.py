@@ -60,6 +60,7 @@ from scenerec.loaders import LoadOptions, LoadResult, load_dataset
 from scenerec.loaders.cleaning import clean
 from scenerec.loaders.rejects import RejectLog
 from scenerec.records import Dataset, conform, isin
+from scenerec.storefiles import read_idmap_file, read_npz_file, rebuild_hint
 
 #: Node tables of a dataset and their label / id-map kind.
 _NODE_TABLES = {"scenes": "Scene", "users": "User", "items": "Item", "entities": "Entity"}
@@ -374,7 +375,7 @@ def _update(
     t0 = time.perf_counter()
     result = load_dataset(dataset, format=format, options=replace(options, clean=False))
     rejects = result.rejects
-    idmap = IdMap.load(live / IDMAP)
+    idmap = read_idmap_file(live / IDMAP, rebuild_hint(store))
     with LadybugStore(live / GRAPH_FILE, read_only=True) as graph:
         stored = stored_dataset(graph, idmap, name=str(manifest.get("dataset", {}).get("name", "stored")))
         same_as = _same_as_pairs(graph)
@@ -504,8 +505,7 @@ def _update(
 
 def _extend_features(path: Path, old: IdMap, new: IdMap, delta: Delta, vectors: dict[str, np.ndarray]) -> None:
     """Rewrite ``features.npz``: the changed nodes' rows replaced, the new nodes' rows appended (id-map order)."""
-    with np.load(path) as z:
-        arrays = {k: z[k] for k in z.files}
+    arrays: dict[str, Any] = read_npz_file(path, rebuild_hint(path.parent.parent))
     for label, v in vectors.items():
         kind = _KIND[label]
         n_new = len(delta.new_nodes[label])

@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -37,14 +39,20 @@ class EmbeddingCache:
     def _load(self) -> None:
         meta = self.path / "model.json"
         if meta.is_file():
-            data = json.loads(meta.read_text(encoding="utf-8"))
+            try:
+                data = json.loads(meta.read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                line = exc.lineno if isinstance(exc, json.JSONDecodeError) else None
+                raise DataFormatError(
+                    "unreadable embedding cache metadata; delete the file to re-embed", file=meta, line=line
+                ) from exc
             if data.get("identity") != self.identity or int(data.get("dim", -1)) != self.dim:
                 raise DataFormatError(f"embedding cache belongs to another model: {data.get('identity')!r}", file=meta)
         for part in sorted(self.path.glob("part-*.npz")):
             try:
                 with np.load(part) as z:
                     keys, vectors = z["keys"], z["vectors"]
-            except (OSError, ValueError, KeyError) as exc:
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
                 raise DataFormatError(
                     f"unreadable embedding cache shard ({exc}); delete it to re-embed", file=part
                 ) from exc

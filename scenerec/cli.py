@@ -7,18 +7,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pandas as pd
 
 from scenerec import __version__
 from scenerec.config import EmbedConfig
-from scenerec.errors import ScenerecError
+from scenerec.errors import ConfigError, ScenerecError, StoreFileError
 
 SAMPLE = Path(__file__).resolve().parent / "sample_data" / "amazon_arts_office"
 
@@ -238,13 +240,28 @@ def cmd_info(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(manifest, indent=2))
         return 0
-    print(f"store {args.store}: backend {manifest['backend']}, built {manifest['created']}")
-    print(f"dataset {manifest['dataset']['path']} (format {manifest['dataset']['format']})")
-    print("nodes:   " + ", ".join(f"{k} {v:,}" for k, v in manifest["counts"]["nodes"].items()))
-    print("edges:   " + ", ".join(f"{k} {v:,}" for k, v in manifest["counts"]["edges"].items()))
-    _print_frame(pd.DataFrame(manifest["scenes"]), "table")
-    print(f"rejects: {manifest['rejects']:,}")
+    try:
+        lines = [
+            f"store {args.store}: backend {manifest['backend']}, built {manifest['created']}",
+            f"dataset {manifest['dataset']['path']} (format {manifest['dataset']['format']})",
+            "nodes:   " + ", ".join(f"{k} {v:,}" for k, v in manifest["counts"]["nodes"].items()),
+            "edges:   " + ", ".join(f"{k} {v:,}" for k, v in manifest["counts"]["edges"].items()),
+        ]
+        scenes, rejects = pd.DataFrame(manifest["scenes"]), f"rejects: {manifest['rejects']:,}"
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        _manifest_error(args.store, exc)
+    print("\n".join(lines))
+    _print_frame(scenes, "table")
+    print(rejects)
     return 0
+
+
+def _manifest_error(store: str, exc: Exception) -> NoReturn:
+    from scenerec.kg.rebuild import MANIFEST, current_generation
+    from scenerec.storefiles import rebuild_hint
+
+    what = f"lacks {exc}" if isinstance(exc, KeyError) else f"holds a value of the wrong kind ({exc})"
+    raise StoreFileError(current_generation(store) / MANIFEST, what, rebuild_hint(store)) from None
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -320,10 +337,7 @@ def _parse_options(items: list[str]) -> dict[str, Any]:
 def cmd_fit(args: argparse.Namespace) -> int:
     from scenerec.engine import Engine
 
-    if args.epochs is not None and args.epochs < 0:
-        raise ScenerecError(f"--epochs {args.epochs}: expected a non-negative integer")
-    if args.write_k < 1:
-        raise ScenerecError(f"--write-k {args.write_k}: expected a positive integer")
+    check_args(args)  # --epochs >= 1, --write-k >= 1 (also when called without main)
     # The model and its write-back go to a new generation, live when both are complete.
     progress = _FitProgress(args.quiet, args.epochs)
     with Engine.open(args.store, read_only=args.no_write_back, wait=args.wait) as engine:
@@ -766,6 +780,7 @@ def _add_wait_arg(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="scenerec", description="Knowledge-graph-centric multi-scene recommendation.")
     ap.add_argument("--version", action="version", version=f"scenerec {__version__}")
+    ap.add_argument("--debug", action="store_true", help="print the full traceback of an error")
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("rebuild", help="load a dataset and rebuild the graph store atomically")
@@ -941,15 +956,57 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample", default=str(SAMPLE))
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)
+    for p in sub.choices.values():  # --debug also after the command name (default: whatever came before it)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return ap
 
 
+#: Numeric arguments checked before a command runs: dest -> (accepts(value), the accepted range in words).
+ARG_RANGES: dict[str, tuple[Any, str]] = {
+    "k": (lambda v: v >= 1, "a positive integer"),
+    "write_k": (lambda v: v >= 1, "a positive integer"),
+    "max_paths": (lambda v: v >= 1, "a positive integer"),
+    "epochs": (lambda v: v >= 1, "a positive integer (0 would save an untrained model)"),
+    "show": (lambda v: v >= 0, "an integer >= 0"),
+    "threads": (lambda v: v >= 1, "a positive integer"),
+    "seed": (lambda v: 0 <= v < 2**32, "an integer in [0, 2**32)"),
+    "threshold": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    "min_confidence": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    "test_fraction": (lambda v: 0 < v < 1, "a number in (0, 1)"),
+    "seed_fraction": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "min_rating": (lambda v: True, "a finite number"),
+}
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """:class:`ConfigError` naming the first numeric argument out of its range (:data:`ARG_RANGES`), e.g.
+    ``--write-k 0: expected a positive integer``; NaN and infinities are refused everywhere."""
+    for dest, (accepts, wanted) in ARG_RANGES.items():
+        value = getattr(args, dest, None)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue  # not given, or not numeric for this command (evaluate's --k is a list)
+        if not (math.isfinite(value) and accepts(value)):
+            flag = "-k" if dest == "k" else "--" + dest.replace("_", "-")
+            raise ConfigError(f"{flag} {value}: expected {wanted}")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split()) or "(no message)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. A :class:`ScenerecError` is one ``error: ...`` line on stderr and exit code 2; any other
+    exception one ``error: Type: message`` line and a hint, exit code 1 (``--debug``: the traceback too);
+    Ctrl-C exits 130."""
     args = build_parser().parse_args(argv)
+    debug = bool(getattr(args, "debug", False))
     try:
+        check_args(args)
         code: int = args.func(args)
     except ScenerecError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        if debug:
+            traceback.print_exc()
+        print(f"error: {_one_line(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
@@ -957,6 +1014,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as exc:  # a bug or an unforeseen failure: one line, the traceback only with --debug
+        if debug:
+            traceback.print_exc()
+        print(f"error: {type(exc).__name__}: {_one_line(str(exc))}", file=sys.stderr)
+        if not debug:
+            print("hint: run with --debug for the traceback", file=sys.stderr)
+        return 1
     return code
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import shutil
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -15,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from scenerec.config import EmbedConfig
-from scenerec.errors import ConfigError, GenerationChangedError, StoreError, UnknownIdError
-from scenerec.ids import IdMap
+from scenerec.errors import ConfigError, GenerationChangedError, StoreError, StoreFileError, UnknownIdError
+from scenerec.ids import NODE_KINDS, IdMap
 from scenerec.kg import (
     EdgeIndex,
     GraphStore,
@@ -30,6 +32,7 @@ from scenerec.kg import (
 from scenerec.kg.lock import StagedGeneration, StoreLock
 from scenerec.kg.rebuild import GRAPH_FILE
 from scenerec.llm import DEFAULT_MODEL, TextEncoder
+from scenerec.storefiles import fit_hint, read_npz_file, rebuild_hint
 
 if TYPE_CHECKING:
     import torch
@@ -98,6 +101,64 @@ CROSSSCENE_KW: dict[str, Any] = {
     "item_ids": "all",
     "item_item_kind": "knn",
 }
+
+
+#: The ``options`` :meth:`Engine.fit` accepts per model: name -> (type, accepts(value), the accepted range in words).
+_OptionSpec = tuple[type, Callable[[Any], bool], str]
+_BOOL: _OptionSpec = (bool, lambda v: True, "true or false")
+
+
+def _choice(*names: str) -> _OptionSpec:
+    return (str, lambda v: v in names, "one of " + ", ".join(names))
+
+
+_SCENEGNN_OPTIONS: dict[str, _OptionSpec] = {
+    "dim": (int, lambda v: v >= 1, "an integer >= 1"),
+    "num_layers": (int, lambda v: v >= 0, "an integer >= 0"),
+    "temperature": (float, lambda v: v > 0, "a number > 0"),
+    "item_ids": _choice("all", "missing", "none"),
+    "use_text": _BOOL,
+    "use_kg": _BOOL,
+    "scene_film": _BOOL,
+    "item_item": _BOOL,
+    "item_item_nnz": (int, lambda v: v >= 0, "an integer >= 0"),
+    "kg_min_items": (int, lambda v: v >= 1, "an integer >= 1"),
+    "item_item_kind": _choice("ease", "knn"),
+}
+MODEL_OPTIONS: dict[str, dict[str, _OptionSpec]] = {
+    "scenegnn": _SCENEGNN_OPTIONS,
+    "crossscene": {
+        **_SCENEGNN_OPTIONS,
+        "gate": _BOOL,
+        "view_dropout": (float, lambda v: 0 <= v < 1, "a number in [0, 1)"),
+        "item_bias": _BOOL,
+        "cold_dropout": (float, lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    },
+}
+
+
+def _of_type(value: Any, kind: type) -> bool:
+    if kind is bool or isinstance(value, bool):
+        return kind is bool and isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, (int, float)) and math.isfinite(value)
+    return isinstance(value, kind)
+
+
+def check_model_options(model: str, options: dict[str, Any] | None) -> None:
+    """:class:`ConfigError` naming the first option of ``fit(model, options=...)`` that the model does not take or
+    whose value is of the wrong type or out of range (with the accepted range)."""
+    if not options:
+        return
+    accepted = MODEL_OPTIONS.get(model)
+    if accepted is None:
+        raise ConfigError(f"model {model!r} takes no options (got {', '.join(options)})")
+    for key, value in options.items():
+        if key not in accepted:
+            raise ConfigError(f"model {model!r} has no option {key!r}; its options: {', '.join(sorted(accepted))}")
+        kind, accepts, wanted = accepted[key]
+        if not (_of_type(value, kind) and accepts(value)):
+            raise ConfigError(f"model option {key}={json.dumps(value)}: expected {wanted}")
 
 
 def _bpr_config() -> TrainConfig:
@@ -257,9 +318,10 @@ class Engine:
         for attempt in range(3):
             gen = current_generation(path)
             try:
-                graph = open_store(path, read_only=True, generation=gen.name)
                 manifest = read_manifest(path, generation=gen.name)
                 idmap, features = load_idmap(path, generation=gen.name), load_features(path, generation=gen.name)
+                _check_features(path, manifest, idmap, features)
+                graph = open_store(path, read_only=True, generation=gen.name)
             except (StoreError, OSError):
                 if gen.is_dir() or attempt == 2:
                     raise
@@ -567,6 +629,9 @@ class Engine:
         spec = MODELS.get(model)
         if spec is None:
             raise ConfigError(f"unknown model {model!r}; choose one of: {', '.join(MODELS)}")
+        check_model_options(model, options)
+        if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
+            raise ConfigError(f"epochs must be an integer >= 1, not {epochs!r} (an untrained model would be saved)")
         cfg = config if config is not None else spec.config()
         if seed is not None:
             cfg = replace(cfg, seed=seed)
@@ -655,22 +720,19 @@ class Engine:
         if self._model is not None:
             return self._model
         import scenerec.transfer  # noqa: F401  (registers CrossSceneGNN with build_model)
-        from scenerec.gnn import CSR, build_model, load_artifact
+        from scenerec.gnn import build_model, load_artifact
         from scenerec.gnn.train import MODEL_CLASSES
 
         folder = self.model_dir
-        if not (folder / SPLITS_FILE).is_file():
+        if not folder.is_dir():
             raise ConfigError(f"{self.path}: no trained model; run `scenerec fit --store {self.path}` first")
-        state, meta = load_artifact(folder)
+        fix = fit_hint(self.path)
+        state, meta = load_artifact(folder, fix)
         trained: IdMap = meta["idmap"]
         grown = trained != self.idmap
         if grown and not _is_prefix(trained, self.idmap):
             raise ConfigError(f"{folder}: the model was trained on other nodes than the store holds; run fit again")
-        shape = (trained.size("user"), trained.size("item"))
-        with np.load(folder / SPLITS_FILE) as z:
-            splits = {s: CSR.from_pairs(z[f"{s}_users"], z[f"{s}_items"], shape) for s in ("train", "valid", "test")}
-            item_scene = z["item_scene"].astype(np.int64)
-            links = (z["links"], z["link_weights"]) if "links" in z else None
+        splits, item_scene, links = _read_splits(folder / SPLITS_FILE, trained, fix)
         cls = meta["hyperparameters"]["class"]
         adj = _adjacency(splits["train"]) if cls == "LightGCN" else None
         index = self._edge_index()
@@ -681,7 +743,11 @@ class Engine:
             inputs = self._graph_inputs(old_index, splits["train"], links, features=old_features)
         if inputs is not None and not np.array_equal(inputs.item_scene, item_scene):
             raise ConfigError(f"{folder}: item scenes changed since the model was trained; run fit again")
-        model = build_model(meta, state, adj=adj, inputs=inputs)
+        try:
+            model = build_model(meta, state, adj=adj, inputs=inputs)
+        except (RuntimeError, ValueError, TypeError, KeyError) as exc:  # weights of another model, sizes that differ
+            reason = " ".join(str(exc).split())[:160]
+            raise StoreFileError(folder / "weights.pt", f"does not match meta.json ({reason})", fix) from None
         if grown:
             model, splits, item_scene = self._extend(model, trained, splits, index)
         self._set_model(str(meta["model"]), model, splits, item_scene)
@@ -1368,6 +1434,51 @@ class Engine:
             seeds=frame(pd.DataFrame({"left": seeds[:, 0], "right": seeds[:, 1]}) if len(seeds) else empty),
             held_out=frame(pd.DataFrame({"left": held[:, 0], "right": held[:, 1]}) if len(held) else empty),
         )
+
+
+def _check_features(path: Path, manifest: dict[str, Any], idmap: IdMap, features: dict[str, np.ndarray]) -> None:
+    """``features.npz`` is there when the manifest lists text embeddings, with one finite row per node of the id
+    map; a :class:`StoreFileError` naming it otherwise (never vectors silently shifted onto other nodes)."""
+    from scenerec.kg.rebuild import FEATURES
+
+    file = current_generation(path) / FEATURES
+    if manifest.get("features") and not features:
+        raise StoreFileError(file, "missing (the manifest lists text embeddings)", rebuild_hint(path))
+    for kind, x in features.items():
+        if kind not in NODE_KINDS:
+            raise StoreFileError(file, f"holds vectors of an unknown node kind {kind!r}", rebuild_hint(path))
+        if x.ndim != 2 or x.shape[0] != idmap.size(kind) or not np.issubdtype(x.dtype, np.floating):
+            raise StoreFileError(
+                file,
+                f"{kind} vectors have shape {x.shape} ({x.dtype}), expected ({idmap.size(kind)}, dim) floats",
+                rebuild_hint(path),
+            )
+
+
+def _read_splits(
+    path: Path, trained: IdMap, fix: str
+) -> tuple[dict[str, CSR], np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+    """The train/valid/test pairs, item scenes and item links a model was saved with (:meth:`Engine.fit`), checked
+    against the sizes of the id map it was trained on; a :class:`StoreFileError` naming ``path`` otherwise."""
+    from scenerec.gnn import CSR
+
+    names = ("train", "valid", "test")
+    required = ["item_scene", *(f"{s}_{part}" for s in names for part in ("users", "items"))]
+    z = read_npz_file(path, fix, required=required)
+    shape = (trained.size("user"), trained.size("item"))
+    try:
+        splits = {s: CSR.from_pairs(z[f"{s}_users"], z[f"{s}_items"], shape) for s in names}
+    except (ValueError, TypeError) as exc:
+        raise StoreFileError(
+            path, f"pairs that do not fit the model's {shape[0]} users x {shape[1]} items ({exc})", fix
+        ) from None
+    item_scene = z["item_scene"]
+    if item_scene.shape != (shape[1],) or not np.issubdtype(item_scene.dtype, np.integer):
+        raise StoreFileError(path, f"item_scene has shape {item_scene.shape}, expected ({shape[1]},) integers", fix)
+    links = (z["links"], z["link_weights"]) if "links" in z else None
+    if links is not None and (links[0].ndim != 2 or links[0].shape[0] != 2 or links[1].shape != (links[0].shape[1],)):
+        raise StoreFileError(path, "links and link_weights do not match in shape", fix)
+    return splits, item_scene.astype(np.int64), links
 
 
 def _is_prefix(old: IdMap, new: IdMap) -> bool:

@@ -94,3 +94,19 @@ class UnknownIdError(ScenerecError, KeyError):
 
     def __str__(self) -> str:  # KeyError would otherwise quote the message
         return str(self.args[0])
+
+
+class StoreFileError(StoreError):
+    """A file of a store folder is missing, truncated or not what scenerec wrote: names the file (and for JSON the
+    line and column of the parse error) and what to do (rebuild the store, fit again)."""
+
+    def __init__(
+        self, file: str | Path, reason: str, fix: str = "", *, line: int | None = None, column: int | None = None
+    ) -> None:
+        self.file = str(file)
+        self.reason = reason
+        self.fix = fix
+        self.line = line
+        self.column = column
+        where = self.file + (f", line {line}" if line is not None else "") + (f", column {column}" if column else "")
+        super().__init__(f"{where}: {reason}" + (f"; {fix}" if fix else ""))

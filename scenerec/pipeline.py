@@ -17,6 +17,7 @@ from scenerec.kg import GraphStore, NodeVectors, RebuildReport, UpdateReport, re
 from scenerec.llm import TEXT_LABELS, HFTextEncoder, TextEncoder, TextTemplates, embed_dataset
 from scenerec.loaders import LoadOptions
 from scenerec.records import Dataset
+from scenerec.storefiles import check_store_path
 
 #: Where the embedding cache lives inside a store folder (it outlives the store's generations).
 CACHE_DIR = Path("cache") / "embeddings"
@@ -111,6 +112,7 @@ def build(
     ``encoder`` overrides the one ``embed`` describes (e.g. to share a loaded model between builds). ``wait``:
     seconds to wait for another writer of the store (:class:`scenerec.kg.lock.StoreLock`).
     """
+    check_store_path(store)  # before a text model is loaded for nothing
     step = None
     if embed is not None or encoder is not None:
         cfg = embed or EmbedConfig()

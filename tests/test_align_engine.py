@@ -184,7 +184,7 @@ def test_cli_align(slice_store: Path, tmp_path: Path, capsys: pytest.CaptureFixt
     # bad input: one line on stderr, non-zero exit
     for bad, message in (
         (["--left", "de"], "unknown scene id 'de'"),
-        (["--seed-fraction", "1"], "seed_fraction"),
+        (["--seed-fraction", "1"], "--seed-fraction 1.0: expected a number in [0, 1)"),
         (["--threshold", "2"], "threshold"),
     ):
         assert main([*args, *bad]) == 2

@@ -301,7 +301,7 @@ def test_cli_explain(explained: dict[str, Any], capsys: pytest.CaptureFixture[st
     assert main(["explain", "--store", store, "--user", "nobody", "--item", item]) == 2
     assert capsys.readouterr().err.strip() == "error: unknown user id 'nobody'"
     assert main([*args, "--max-paths", "0"]) == 2
-    assert "max_paths must be a positive integer" in capsys.readouterr().err
+    assert "--max-paths 0: expected a positive integer" in capsys.readouterr().err
 
 
 def _rounded(paths: list[dict[str, Any]]) -> list[dict[str, Any]]:

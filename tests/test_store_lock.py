@@ -217,16 +217,19 @@ def _wait_for_holder(store: Path, pid: int, timeout: float = 60.0) -> None:
         time.sleep(0.02)
 
 
-def test_rebuild_and_update_started_together_never_lose_work(built: Path, tmp_path: Path) -> None:
+def test_rebuild_and_update_started_together_never_lose_work(
+    built: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The race of the issue: a rebuild and an update a moment apart. Without --wait the update fails naming the
     rebuild; with --wait it runs after it, on the rebuild's generation."""
     store = _copy(built, tmp_path / "store")
     first = _cli("rebuild", str(SAMPLE), "--store", str(store), "--no-embed", "--quiet")
     _wait_for_holder(store, first.pid)
-    refused = _cli("update", str(SAMPLE), "--store", str(store), "--quiet")
     waiting = _cli("update", str(SAMPLE), "--store", str(store), "--quiet", "--wait", "300", "--output", "json")
-    _, err = refused.communicate(timeout=300)
-    assert refused.returncode == 2 and f"pid {first.pid} (rebuild)" in err and "Traceback" not in err
+    # in this process, so that it reaches the lock within milliseconds, while the rebuild (seconds) holds it
+    assert main(["update", str(SAMPLE), "--store", str(store), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"pid {first.pid} (rebuild)" in err and "Traceback" not in err
     assert first.wait(timeout=300) == 0
     out, err = waiting.communicate(timeout=300)
     assert waiting.returncode == 0, err
