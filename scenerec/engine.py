@@ -217,11 +217,15 @@ class Engine:
         self._embeddings: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @classmethod
-    def open(cls, store: str | Path, *, encoder: TextEncoder | None = None, read_only: bool = True) -> Engine:
-        """Open the live generation of the store folder ``store`` (read-only unless asked otherwise)."""
+    def open(
+        cls, store: str | Path, *, encoder: TextEncoder | None = None, read_only: bool = True, unsafe: bool = False
+    ) -> Engine:
+        """Open the live generation of the store folder ``store`` (read-only unless asked otherwise).
+
+        ``engine.store.query`` runs only graph reads unless ``unsafe=True`` (see :meth:`GraphStore.query`)."""
         path = Path(store)
         manifest = read_manifest(path)
-        graph = open_store(path, read_only=read_only)
+        graph = open_store(path, read_only=read_only, unsafe=unsafe)
         return cls(path, graph, manifest, load_idmap(path), load_features(path), encoder)
 
     def close(self) -> None:
@@ -1051,7 +1055,7 @@ class Engine:
     def _reopen(self) -> None:
         """Open the live generation again (after an update switched it) and forget the loaded model."""
         self.manifest = read_manifest(self.path)
-        self.store = open_store(self.path, read_only=False)
+        self.store = open_store(self.path, read_only=False, unsafe=self.store.unsafe)
         self.idmap = load_idmap(self.path)
         self.features = load_features(self.path)
         self._items = None
