@@ -19,16 +19,21 @@ What passes (:func:`check_read_only`), an allow-list:
 
 * one statement (a trailing ``;`` is fine), starting with ``MATCH``, ``OPTIONAL MATCH``, ``UNWIND``, ``WITH``,
   ``RETURN`` or ``CALL`` (``EXPLAIN``/``PROFILE`` may come first);
-* every keyword is a read keyword (:data:`READ_KEYWORDS`); any other keyword of LadybugDB's grammar or of
-  Neo4j's Cypher (:data:`REFUSED_KEYWORDS`: ``LOAD``, ``COPY``, ``INSTALL``, ``ATTACH``, ``EXPORT``, ``CREATE``,
-  ``SET``, ...) is refused wherever it stands, except right after a ``.`` (a property key such as ``n.set``);
-* a word right after a complete expression (a name, literal, ``)``, ``]``, ``}``) must be a read keyword, so a
-  clause that neither list knows is refused too;
+* the keywords that write or reach outside the graph (:data:`REFUSED_KEYWORDS`: ``LOAD``, ``COPY``,
+  ``INSTALL``, ``ATTACH``, ``EXPORT``, ``IMPORT``, ``CREATE``, ``SET``, ``DELETE``, ``USE``, ``SHOW``, ...) are
+  refused wherever they stand, except as a property key (``n.set``) or a label (``:Load``);
+* a word right after a complete expression (a name, literal, ``)``, ``]``, ``}``) must be a read keyword
+  (:data:`READ_KEYWORDS`), so a clause that no list here knows is refused too; every keyword of LadybugDB's
+  grammar is in one of the lists (the rest, :data:`NAME_KEYWORDS`, may name variables);
 * ``CALL`` only of the read-only catalog procedures of :data:`READ_PROCEDURES` (``show_tables``,
   ``table_info``, ``db.labels``, ...); namespaced functions only from :data:`READ_FUNCTION_NAMESPACES` (so no
   ``apoc.*``, ``dbms.*``, ``gds.*``).
 
 Names are never mistaken for keywords when they are quoted: ``'LOAD FROM x'``, ``// DELETE``, `` `CREATE` `` pass.
+
+Two quirks of LadybugDB's Python driver are covered as well: it resolves ``LOAD FROM name`` and ``COPY ... FROM
+name`` from the caller's Python variables (``LOAD`` and ``COPY`` are refused), and it rewrites ``to_json($p)``
+as text even inside a literal or comment (refused there).
 """
 
 from __future__ import annotations
@@ -39,6 +44,11 @@ from dataclasses import dataclass
 
 from scenerec.errors import UnsafeQueryError
 
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
 #: How a trusted caller lifts the sandbox; every refusal says it.
 OPT_IN = (
     "only graph reads run by default; a trusted user can run it with `scenerec query --unsafe` or on a store opened "
@@ -46,157 +56,35 @@ OPT_IN = (
 )
 
 #: Keywords that read: clause starters, clause parts, operators and expression words of either dialect.
-READ_KEYWORDS = frozenset(
-    [
-        "MATCH",
-        "OPTIONAL",
-        "WHERE",
-        "WITH",
-        "UNWIND",
-        "RETURN",
-        "ORDER",
-        "BY",
-        "SKIP",
-        "LIMIT",
-        "OFFSET",
-        "UNION",
-        "ALL",
-        "AS",
-        "DISTINCT",
-        "ASC",
-        "ASCENDING",
-        "DESC",
-        "DESCENDING",
-        "AND",
-        "OR",
-        "XOR",
-        "NOT",
-        "IN",
-        "IS",
-        "NULL",
-        "TRUE",
-        "FALSE",
-        "CASE",
-        "WHEN",
-        "THEN",
-        "ELSE",
-        "END",
-        "STARTS",
-        "ENDS",
-        "CONTAINS",
-        "EXISTS",
-        "COUNT",
-        "COLLECT",
-        "ANY",
-        "NONE",
-        "SINGLE",
-        "SHORTEST",
-        "WSHORTEST",
-        "TRAIL",
-        "ACYCLIC",
-        "YIELD",
-        "CALL",
-        "CAST",
-        "GLOB",
-        "HINT",
-        "JOIN",
-        "MULTI_JOIN",
-        "USING",
-        "SCAN",
-        "EXPLAIN",
-        "PROFILE",
-    ]
+READ_KEYWORDS = _words(
+    """
+    MATCH OPTIONAL WHERE WITH UNWIND RETURN ORDER BY SKIP LIMIT OFFSET UNION ALL AS DISTINCT ASC ASCENDING DESC
+    DESCENDING AND OR XOR NOT IN IS NULL TRUE FALSE CASE WHEN THEN ELSE END STARTS ENDS CONTAINS EXISTS COUNT
+    COLLECT ANY NONE SINGLE SHORTEST WSHORTEST TRAIL ACYCLIC YIELD CALL CAST GLOB HINT JOIN MULTI_JOIN USING
+    SCAN INDEX EXPLAIN PROFILE
+    """
 )
 
 #: Keywords that write, reach files, extensions or other databases, or manage the server (LadybugDB's
 #: ``src/antlr4/keywords.txt`` and Neo4j 5 Cypher): refused wherever they stand outside a property key or label.
 #: The other keywords of either grammar (``TABLE``, ``FROM``, ``TO``, ``TYPE``, ``START``, ...) only make sense
 #: inside statements that cannot start a read query or follow an expression, so they may name variables.
-REFUSED_KEYWORDS = frozenset(
-    [
-        "LOAD",
-        "COPY",
-        "CREATE",
-        "MERGE",
-        "SET",
-        "DELETE",
-        "DETACH",
-        "REMOVE",
-        "DROP",
-        "ALTER",
-        "RENAME",
-        "FOREACH",
-        "USE",
-        "INSTALL",
-        "UNINSTALL",
-        "UPDATE",
-        "ATTACH",
-        "EXPORT",
-        "IMPORT",
-        "BEGIN",
-        "COMMIT",
-        "COMMIT_SKIP_CHECKPOINT",
-        "ROLLBACK",
-        "ROLLBACK_SKIP_CHECKPOINT",
-        "CHECKPOINT",
-        "TRANSACTION",
-        "TRANSACTIONS",
-        "MACRO",
-        "EXTENSION",
-        "CSV",
-        "PERIODIC",
-        "INSERT",
-        "SHOW",
-        "GRANT",
-        "DENY",
-        "REVOKE",
-        "TERMINATE",
-    ]
+REFUSED_KEYWORDS = _words(
+    """
+    LOAD COPY CREATE MERGE SET DELETE DETACH REMOVE DROP ALTER RENAME FOREACH USE INSTALL UNINSTALL UPDATE
+    ATTACH EXPORT IMPORT BEGIN COMMIT COMMIT_SKIP_CHECKPOINT ROLLBACK ROLLBACK_SKIP_CHECKPOINT CHECKPOINT
+    TRANSACTION TRANSACTIONS MACRO EXTENSION CSV PERIODIC INSERT SHOW GRANT DENY REVOKE TERMINATE
+    """
 )
 
 #: The other keywords of LadybugDB's grammar: only meaningful inside statements that the rules above refuse
 #: (``CREATE NODE TABLE ... PRIMARY KEY``, ``COPY ... FROM``, ``ATTACH ... (DBTYPE ...)``), so they may be names.
-NAME_KEYWORDS = frozenset(
-    [
-        "ADD",
-        "COLUMN",
-        "COMMENT",
-        "CYCLE",
-        "DATABASE",
-        "DBTYPE",
-        "DECIMAL",
-        "DEFAULT",
-        "FORCE",
-        "FROM",
-        "GRAPH",
-        "GROUP",
-        "HEADERS",
-        "IF",
-        "INCREMENT",
-        "KEY",
-        "LOGICAL",
-        "MAP",
-        "MAXVALUE",
-        "MINVALUE",
-        "NO",
-        "NODE",
-        "ON",
-        "ONLY",
-        "PASSWORD",
-        "PRIMARY",
-        "PROJECT",
-        "READ",
-        "REL",
-        "ROLE",
-        "SEQUENCE",
-        "START",
-        "STRUCT",
-        "TABLE",
-        "TO",
-        "TYPE",
-        "USER",
-        "WRITE",
-    ]
+NAME_KEYWORDS = _words(
+    """
+    ADD COLUMN COMMENT CYCLE DATABASE DBTYPE DECIMAL DEFAULT FORCE FROM GRAPH GROUP HEADERS IF INCREMENT KEY
+    LOGICAL MAP MAXVALUE MINVALUE NO NODE ON ONLY PASSWORD PRIMARY PROJECT READ REL ROLE SEQUENCE START STRUCT
+    TABLE TO TYPE USER WRITE
+    """
 )
 
 #: Statements must start with one of these (after an optional EXPLAIN or PROFILE).
