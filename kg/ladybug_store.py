@@ -38,11 +38,17 @@ def _arrow(df: pd.DataFrame) -> pa.Table:
 
 
 class LadybugStore(GraphStore):
-    """A LadybugDB database file. ``read_only=True`` lets several processes query while one writes elsewhere."""
+    """A LadybugDB database file. ``read_only=True`` lets several processes query while one writes elsewhere.
+
+    ``unsafe=True`` lets :meth:`query` run any statement; by default it runs only graph reads (LadybugDB has no
+    setting that turns off extensions or file access, and read-only mode still runs ``LOAD EXTENSION``,
+    ``LOAD FROM <file>``, ``COPY ... TO`` and ``INSTALL``, so :mod:`scenerec.kg.cypher_guard` refuses them).
+    """
 
     backend = "ladybug"
 
-    def __init__(self, path: str | Path, *, read_only: bool = False, threads: int = 0) -> None:
+    def __init__(self, path: str | Path, *, read_only: bool = False, threads: int = 0, unsafe: bool = False) -> None:
+        self.unsafe = bool(unsafe)
         lb = _import_ladybug()
         self.path = Path(path)
         if read_only and not self.path.exists():

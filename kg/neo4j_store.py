@@ -156,6 +156,8 @@ class Neo4jStore(GraphStore):
         timeout: seconds each query or write transaction may run.
         connect_timeout: seconds to open a connection (TCP connect, handshake, pool acquisition).
         connect_retries: tries of the first connection before :class:`BackendUnavailableError`.
+        unsafe: let :meth:`query` run any statement (default: only graph reads, in read transactions; no
+            ``LOAD CSV``, ``apoc.*`` or ``dbms.*``; see :mod:`scenerec.kg.cypher_guard`).
     """
 
     backend = "neo4j"
@@ -173,11 +175,13 @@ class Neo4jStore(GraphStore):
         timeout: float = 30.0,
         connect_timeout: float = 10.0,
         connect_retries: int = 3,
+        unsafe: bool = False,
     ) -> None:
         if batch_size < 1 or max_batch_bytes < 1:
             raise ConfigError("batch_size and max_batch_bytes must be positive")
         if timeout <= 0 or connect_timeout <= 0 or connect_retries < 1:
             raise ConfigError("timeout and connect_timeout must be positive and connect_retries at least 1")
+        self.unsafe = bool(unsafe)
         self.batch_size = int(batch_size)
         self.max_batch_bytes = int(max_batch_bytes)
         self.timeout = float(timeout)
@@ -304,6 +308,22 @@ class Neo4jStore(GraphStore):
             return pd.DataFrame(rows, columns=keys)
 
         return self._write(cypher, work)
+
+    def _read_query(self, cypher: str, params: dict[str, Any]) -> pd.DataFrame:
+        # What the sandbox of query() let through runs in a managed *read* transaction: a server that enforces
+        # access modes (Neo4j) refuses any write that might still be in it.
+        def work(tx: neo4j.ManagedTransaction) -> pd.DataFrame:
+            result = self._run(tx, cypher, params)
+            keys = list(result.keys())
+            rows = [[_plain(v) for v in record.values()] for record in result]
+            return pd.DataFrame(rows, columns=keys)
+
+        unit = _neo4j().unit_of_work(timeout=self.timeout)(work)
+        try:
+            with self._session() as session:
+                return session.execute_read(unit)
+        except Exception as exc:
+            raise self._error(exc, cypher) from exc
 
     def _write(self, cypher: str, work: Callable[[neo4j.ManagedTransaction], T]) -> T:
         """Run ``work(tx)`` in one write transaction (retried on transient errors; bounded by ``timeout``)."""

@@ -117,21 +117,24 @@ def open_store(
     read_only: bool = True,
     neo4j: Neo4jConfig | None = None,
     generation: str | None = None,
+    unsafe: bool = False,
 ) -> GraphStore:
     """Open the live graph of a store folder built by :func:`rebuild` (embedded or Neo4j, per its manifest), or
-    the graph of its generation ``generation``."""
+    the graph of its generation ``generation``.
+
+    ``unsafe=True`` lets the store's ``query`` run any statement; by default it runs only graph reads."""
     gen = generation_dir(store, generation)
     manifest = read_manifest(store, generation=gen.name)
     backend = manifest.get("backend", "ladybug")
     if backend == "ladybug":
-        return LadybugStore(gen / GRAPH_FILE, read_only=read_only)
+        return LadybugStore(gen / GRAPH_FILE, read_only=read_only, unsafe=unsafe)
     cfg = neo4j or Neo4jConfig.from_env()
     if neo4j is None and not os.environ.get("NEO4J_URI") and (manifest.get("neo4j") or {}).get("uri"):
         cfg = replace(cfg, uri=manifest["neo4j"]["uri"])  # the server the graph was built on
-    return open_neo4j(cfg)
+    return open_neo4j(cfg, unsafe=unsafe)
 
 
-def open_neo4j(cfg: Neo4jConfig) -> GraphStore:
+def open_neo4j(cfg: Neo4jConfig, *, unsafe: bool = False) -> GraphStore:
     """A :class:`~scenerec.kg.neo4j_store.Neo4jStore` for ``cfg``."""
     from scenerec.kg.neo4j_store import Neo4jStore
 
@@ -142,6 +145,7 @@ def open_neo4j(cfg: Neo4jConfig) -> GraphStore:
         database=cfg.database,
         batch_size=cfg.batch_size,
         max_batch_bytes=cfg.max_batch_bytes,
+        unsafe=unsafe,
     )
 
 

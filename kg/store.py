@@ -21,6 +21,7 @@ import pandas as pd
 
 from scenerec.errors import SchemaError, StoreError, UnknownIdError
 from scenerec.ids import IdMap
+from scenerec.kg.cypher_guard import check_read_only
 from scenerec.kg.schema import (
     DERIVED_RELS,
     LABEL_OF_KIND,
@@ -130,14 +131,34 @@ class GraphStore(abc.ABC):
         """Release connections and file handles."""
 
     # ---------------------------------------------------------------- queries
+    #: False (the default): :meth:`query` runs only statements that read the graph. True (a store opened with
+    #: ``unsafe=True``): any statement, including ones that write, read or write files or load extensions.
+    unsafe: bool = False
+
     def query(self, cypher: str, /, **params: Any) -> pd.DataFrame:
         """Run parameterised Cypher and return the rows as a DataFrame (one column per returned expression).
 
         Values always travel as parameters (``$name``); never format data into ``cypher``.
+
+        Sandboxed unless the store was opened with ``unsafe=True``: the statement must only read the graph (read
+        clauses, catalog procedures; see :mod:`scenerec.kg.cypher_guard`), else :class:`UnsafeQueryError` is raised
+        before it reaches the database; on Neo4j it runs in a read transaction.
         """
         if not isinstance(cypher, str) or not cypher.strip():
             raise StoreError("empty Cypher query")
+        checked = _check_params(params)
+        if self.unsafe:
+            return self._query(cypher, checked)
+        check_read_only(cypher)
+        return self._read_query(cypher, checked)
+
+    def _cypher(self, cypher: str, /, **params: Any) -> pd.DataFrame:
+        """Cypher written by this library (writes included), never sandboxed; user text never goes here."""
         return self._query(cypher, _check_params(params))
+
+    def _read_query(self, cypher: str, params: dict[str, Any]) -> pd.DataFrame:
+        """A statement that the sandbox let through; backends that can run it read-only override this."""
+        return self._query(cypher, params)
 
     @abc.abstractmethod
     def _query(self, cypher: str, params: dict[str, Any]) -> pd.DataFrame: ...
@@ -208,7 +229,7 @@ class GraphStore(abc.ABC):
 
     def _node_vectors(self, label: str, prop: str) -> tuple[list[str], np.ndarray]:
         """Ids and float32 vectors of the array property ``prop`` (a fixed name, never data) of ``label``'s nodes."""
-        df = self.query(f"MATCH (n:{label}) WHERE n.{prop} IS NOT NULL RETURN n.id AS id, n.{prop} AS e")
+        df = self._cypher(f"MATCH (n:{label}) WHERE n.{prop} IS NOT NULL RETURN n.id AS id, n.{prop} AS e")
         if df.empty:
             return [], np.zeros((0, 0), dtype=np.float32)
         return [str(i) for i in df["id"]], np.asarray(df["e"].tolist(), dtype=np.float32)
@@ -264,23 +285,23 @@ class GraphStore(abc.ABC):
         )
         if not rows:
             return 0
-        known = set(self.query("MATCH (s:Scene) RETURN s.id AS id")["id"])
+        known = set(self._cypher("MATCH (s:Scene) RETURN s.id AS id")["id"])
         unknown = sorted({r["scene"] for r in rows} - known)
         if unknown:
             raise UnknownIdError("scene", unknown[0], hint=f"known scenes: {', '.join(sorted(known))}")
         done = 0
         for start in range(0, len(rows), 500):
             batch = rows[start : start + 500]
-            self.query(
+            self._cypher(
                 "UNWIND $rows AS row MATCH (i:Item)-[r:IN_SCENE]->(:Scene) WHERE i.id = row.id DELETE r", rows=batch
             )
-            updated = self.query(
+            updated = self._cypher(
                 "UNWIND $rows AS row MATCH (i:Item) WHERE i.id = row.id "
                 "SET i.scene = row.scene, i.scene_confidence = row.confidence RETURN count(i) AS n",
                 rows=batch,
             )
             done += int(updated["n"].iloc[0]) if len(updated) else 0
-            self.query(
+            self._cypher(
                 "UNWIND $rows AS row MATCH (i:Item), (s:Scene) WHERE i.id = row.id AND s.id = row.scene "
                 "CREATE (i)-[:IN_SCENE]->(s)",
                 rows=batch,
@@ -308,7 +329,7 @@ class GraphStore(abc.ABC):
         done = 0
         for sets, group in _set_groups("n", cols, records):  # names checked against the schema above
             for start in range(0, len(group), 500):
-                df = self.query(
+                df = self._cypher(
                     f"UNWIND $rows AS row MATCH (n:{label}) WHERE n.id = row.id SET {sets} RETURN count(n) AS n",
                     rows=group[start : start + 500],
                 )
@@ -328,7 +349,7 @@ class GraphStore(abc.ABC):
         for sets, group in _set_groups("r", ["weight", "timestamp", "rating"], records):
             for start in range(0, len(group), 500):
                 batch = group[start : start + 500]
-                df = self.query(
+                df = self._cypher(
                     "UNWIND $rows AS row MATCH (u:User)-[r:INTERACTED]->(i:Item) "
                     f"WHERE u.id = row.user AND i.id = row.item AND r.split = row.split SET {sets} RETURN count(r) AS n",
                     rows=batch,
@@ -388,7 +409,7 @@ class GraphStore(abc.ABC):
             if absent:
                 raise StoreError(f"no :User node with id {', '.join(map(repr, absent))}; nothing was replaced")
             for start in range(0, len(chosen), 500):
-                self.query(
+                self._cypher(
                     "MATCH (u:User)-[r:RECOMMENDED]->(:Item) WHERE u.id IN $users DELETE r",
                     users=chosen[start : start + 500],
                 )
@@ -521,9 +542,9 @@ class GraphStore(abc.ABC):
         rt = check_rel("SAME_AS", src, dst)
         where, params = _alignment_filter(scenes)
         match = f"MATCH (a:{src})-[r:{rt.type}]->(b:{dst}) WHERE r.method IN $methods{where}"
-        n = int(self.query(f"{match} RETURN count(r) AS n", methods=methods, **params)["n"].iloc[0])
+        n = int(self._cypher(f"{match} RETURN count(r) AS n", methods=methods, **params)["n"].iloc[0])
         if n:
-            self.query(f"{match} DELETE r", methods=methods, **params)
+            self._cypher(f"{match} DELETE r", methods=methods, **params)
         return n
 
     def set_model_embeddings(self, label: str, ids: Sequence[str], vectors: np.ndarray) -> int:
@@ -555,7 +576,7 @@ class GraphStore(abc.ABC):
     def _missing(self, label: str, ids: pd.Series) -> list[str]:
         """Up to five of ``ids`` that no node of ``label`` has."""
         unique = [str(i) for i in pd.unique(ids.astype(str))]
-        present = set(self.query(f"MATCH (n:{label}) WHERE n.id IN $ids RETURN n.id AS id", ids=unique)["id"])
+        present = set(self._cypher(f"MATCH (n:{label}) WHERE n.id IN $ids RETURN n.id AS id", ids=unique)["id"])
         return [i for i in unique if i not in present][:5]
 
     def _rel_types(self) -> list[str]:
@@ -565,22 +586,22 @@ class GraphStore(abc.ABC):
     # ---------------------------------------------------------------- reading
     def counts(self) -> dict[str, dict[str, int]]:
         """``{"nodes": {label: n}, "edges": {type: n}}`` over the whole graph."""
-        nodes = {label: int(self.query(f"MATCH (n:{label}) RETURN count(n) AS n")["n"].iloc[0]) for label in NODES}
+        nodes = {label: int(self._cypher(f"MATCH (n:{label}) RETURN count(n) AS n")["n"].iloc[0]) for label in NODES}
         edges = dict.fromkeys(RELS, 0)
         for rel in self._rel_types():
-            edges[rel] = int(self.query(f"MATCH ()-[r:{rel}]->() RETURN count(r) AS n")["n"].iloc[0])
+            edges[rel] = int(self._cypher(f"MATCH ()-[r:{rel}]->() RETURN count(r) AS n")["n"].iloc[0])
         return {"nodes": nodes, "edges": edges}
 
     def scene_counts(self) -> pd.DataFrame:
         """One row per scene: items, users (with an interaction there), interactions, KG facts, own entities."""
-        scenes = self.query("MATCH (s:Scene) RETURN s.id AS scene, s.name AS name ORDER BY scene")
-        items = self.query("MATCH (i:Item) RETURN i.scene AS scene, count(i) AS items")
-        inter = self.query(
+        scenes = self._cypher("MATCH (s:Scene) RETURN s.id AS scene, s.name AS name ORDER BY scene")
+        items = self._cypher("MATCH (i:Item) RETURN i.scene AS scene, count(i) AS items")
+        inter = self._cypher(
             "MATCH (u:User)-[r:INTERACTED]->(i:Item) "
             "RETURN i.scene AS scene, count(r) AS interactions, count(DISTINCT u.id) AS users"
         )
-        kg = self.query("MATCH (i:Item)-[r:RELATED]-() RETURN i.scene AS scene, count(r) AS item_facts")
-        ents = self.query("MATCH (e:Entity) WHERE e.scene <> '' RETURN e.scene AS scene, count(e) AS own_entities")
+        kg = self._cypher("MATCH (i:Item)-[r:RELATED]-() RETURN i.scene AS scene, count(r) AS item_facts")
+        ents = self._cypher("MATCH (e:Entity) WHERE e.scene <> '' RETURN e.scene AS scene, count(e) AS own_entities")
         out = scenes
         for part in (items, inter, kg, ents):
             out = out.merge(part, on="scene", how="left")
@@ -588,7 +609,7 @@ class GraphStore(abc.ABC):
 
     def shared_entities(self, limit: int = 20) -> pd.DataFrame:
         """Entities that items of two or more scenes point to, most-shared first."""
-        return self.query(
+        return self._cypher(
             "MATCH (i:Item)-[:RELATED]->(e:Entity) "
             "WITH e, count(DISTINCT i.scene) AS scenes, count(i) AS items WHERE scenes > 1 "
             "RETURN e.id AS entity, e.type AS type, e.name AS name, scenes, items "
@@ -600,7 +621,7 @@ class GraphStore(abc.ABC):
         """The properties of one node; :class:`UnknownIdError` if it does not exist."""
         nt = check_label(label)
         cols = ", ".join(f"n.{c} AS {c}" for c in nt.columns)
-        df = self.query(f"MATCH (n:{label}) WHERE n.id = $id RETURN {cols}", id=str(ident))
+        df = self._cypher(f"MATCH (n:{label}) WHERE n.id = $id RETURN {cols}", id=str(ident))
         if df.empty:
             raise UnknownIdError(nt.kind, str(ident))
         return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in df.iloc[0].items()}
@@ -626,7 +647,9 @@ class GraphStore(abc.ABC):
         labels = (
             [check_label(label).label]
             if label
-            else [lb for lb in NODES if not self.query(f"MATCH (n:{lb}) WHERE n.id = $id RETURN n.id", id=ident).empty]
+            else [
+                lb for lb in NODES if not self._cypher(f"MATCH (n:{lb}) WHERE n.id = $id RETURN n.id", id=ident).empty
+            ]
         )
         if not labels:
             raise UnknownIdError("node", str(ident))
@@ -638,7 +661,7 @@ class GraphStore(abc.ABC):
             for lb, ids in frontier.items():
                 if not ids:
                     continue
-                df = self.query(
+                df = self._cypher(
                     f"MATCH (a:{lb})-[:{rel_pattern}]-(b) WHERE a.id IN $ids RETURN DISTINCT {lab} AS label, b.id AS id",
                     ids=ids,
                 )
@@ -688,7 +711,7 @@ class GraphStore(abc.ABC):
         ends: dict[str, dict[str, str]] = {}
         for var, label, ident in (("u", "User", user_id), ("t", "Item", item_id)):
             name = _NAME_PROPERTY[label]
-            df = self.query(f"MATCH (n:{label}) WHERE n.id = $id RETURN n.{name} AS name", id=str(ident))
+            df = self._cypher(f"MATCH (n:{label}) WHERE n.id = $id RETURN n.{name} AS name", id=str(ident))
             if df.empty:
                 raise UnknownIdError(NODES[label].kind, str(ident))
             ends[var] = {"label": label, "id": str(ident), "name": _text(df["name"].iloc[0])}
@@ -703,7 +726,7 @@ class GraphStore(abc.ABC):
             returns = [f"{v}.id AS {v}_id, {v}.{_NAME_PROPERTY[lb]} AS {v}_name" for v, lb in inner]
             returns += [f"{v}.{prop} AS {v}_{prop}" for v, _, prop in rel_cols]
             order = [f"{v}_id" for v, _ in inner] + [f"{v}_{prop}" for v, _, prop in rel_cols]
-            df = self.query(
+            df = self._cypher(
                 f"MATCH {path.pattern} WHERE {' AND '.join(where)} "
                 f"RETURN DISTINCT {', '.join(returns)} ORDER BY {', '.join(order)} LIMIT $limit",
                 user=str(user_id),
@@ -730,14 +753,14 @@ class GraphStore(abc.ABC):
     def _edges_between(self, rel: str, src: str, dst: str, where: str = "", **params: Any) -> pd.DataFrame:
         rt = check_rel(rel, src, dst)
         props = "".join(f", r.{c} AS {c}" for c in rt.columns)
-        return self.query(
+        return self._cypher(
             f"MATCH (a:{src})-[r:{rel}]->(b:{dst}) {where} RETURN a.id AS src, b.id AS dst{props}", **params
         )
 
     def scene_subgraph(self, scene: str, include_users: bool = True) -> Subgraph:
         """The subgraph of one scene: its items, the users who interacted with them, the KG facts of those
         items and of the scene's own entities (one hop), and the SAME_AS links that touch them."""
-        if self.query("MATCH (s:Scene) WHERE s.id = $s RETURN s.id", s=scene).empty:
+        if self._cypher("MATCH (s:Scene) WHERE s.id = $s RETURN s.id", s=scene).empty:
             raise UnknownIdError("scene", scene, hint=f"known scenes: {', '.join(self.scene_ids())}")
         parts: list[pd.DataFrame] = []
 
@@ -783,15 +806,15 @@ class GraphStore(abc.ABC):
             [
                 edges[["src_label", "src"]].set_axis(["label", "id"], axis=1),
                 edges[["dst_label", "dst"]].set_axis(["label", "id"], axis=1),
-                self.query("MATCH (i:Item) WHERE i.scene = $s RETURN 'Item' AS label, i.id AS id", s=scene),
-                self.query("MATCH (e:Entity) WHERE e.scene = $s RETURN 'Entity' AS label, e.id AS id", s=scene),
+                self._cypher("MATCH (i:Item) WHERE i.scene = $s RETURN 'Item' AS label, i.id AS id", s=scene),
+                self._cypher("MATCH (e:Entity) WHERE e.scene = $s RETURN 'Entity' AS label, e.id AS id", s=scene),
             ],
             ignore_index=True,
         ).drop_duplicates(ignore_index=True)
         return Subgraph(nodes=nodes, edges=edges)
 
     def scene_ids(self) -> list[str]:
-        return [str(s) for s in self.query("MATCH (s:Scene) RETURN s.id AS id ORDER BY id")["id"]]
+        return [str(s) for s in self._cypher("MATCH (s:Scene) RETURN s.id AS id ORDER BY id")["id"]]
 
     def to_networkx(self, scene: str | None = None) -> nx.MultiDiGraph:
         """The whole graph (or one scene's subgraph) as a networkx MultiDiGraph keyed by ``(label, id)``."""
@@ -815,7 +838,7 @@ class GraphStore(abc.ABC):
                     )
                 )
         nodes = pd.concat(
-            [self.query(f"MATCH (n:{lb}) RETURN '{lb}' AS label, n.id AS id") for lb in NODES],
+            [self._cypher(f"MATCH (n:{lb}) RETURN '{lb}' AS label, n.id AS id") for lb in NODES],
             ignore_index=True,
         )
         return Subgraph(nodes=nodes, edges=pd.concat(parts, ignore_index=True)).to_networkx()
@@ -826,7 +849,7 @@ class GraphStore(abc.ABC):
         by a recommender (:data:`~scenerec.kg.schema.DERIVED_RELS`) are left out."""
         idmap = idmap if idmap is not None else IdMap()
         for kind, label in LABEL_OF_KIND.items():
-            idmap.add(kind, self.query(f"MATCH (n:{label}) RETURN n.id AS id ORDER BY id")["id"].astype(str))
+            idmap.add(kind, self._cypher(f"MATCH (n:{label}) RETURN n.id AS id ORDER BY id")["id"].astype(str))
         kind_of = {label: kind for kind, label in LABEL_OF_KIND.items()}
         edges: dict[tuple[str, str, str], pd.DataFrame] = {}
         for rel in self._rel_types():
@@ -840,7 +863,7 @@ class GraphStore(abc.ABC):
                 out.insert(0, "dst", idmap.indices(kind_of[b], df["dst"].astype(str)))
                 out.insert(0, "src", idmap.indices(kind_of[a], df["src"].astype(str)))
                 edges[(kind_of[a], rel, kind_of[b])] = out
-        items = self.query("MATCH (i:Item) RETURN i.id AS id, i.scene AS scene")
+        items = self._cypher("MATCH (i:Item) RETURN i.id AS id, i.scene AS scene")
         item_scene = np.full(idmap.size("item"), -1, dtype=np.int64)
         has = items["scene"].fillna("") != ""
         item_scene[idmap.indices("item", items.loc[has, "id"].astype(str))] = idmap.indices(

@@ -227,7 +227,7 @@ def cmd_query(args: argparse.Namespace) -> int:
     from scenerec.kg import open_store
 
     params = _parse_params(args.param or [])
-    with open_store(args.store) as store:
+    with open_store(args.store, unsafe=args.unsafe) as store:
         df = store.query(args.cypher, **params)
     _print_frame(df, args.format)
     return 0
@@ -818,6 +818,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="parameter: k=v is a string, k:=v is JSON (repeatable)",
     )
     p.add_argument("--format", default="table", choices=["table", "json", "csv"])
+    p.add_argument(
+        "--unsafe",
+        action="store_true",
+        help="trusted users only: run any statement (by default only graph reads run: no files, extensions, "
+        "other databases or writes)",
+    )
     p.set_defaults(func=cmd_query)
 
     p = sub.add_parser("info", help="summary of a built store")

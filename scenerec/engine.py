@@ -295,6 +295,7 @@ class Engine:
         self._encoder = encoder
         self._gen = generation if generation is not None else current_generation(path)
         self._writable = writable
+        self._unsafe = bool(getattr(store, "unsafe", False))  # kept when the engine moves to a new generation
         self.wait = wait
         self.last_write_back: dict[str, Any] | None = None
         self._items: pd.DataFrame | None = None
@@ -307,12 +308,19 @@ class Engine:
 
     @classmethod
     def open(
-        cls, store: str | Path, *, encoder: TextEncoder | None = None, read_only: bool = True, wait: float = 0.0
+        cls,
+        store: str | Path,
+        *,
+        encoder: TextEncoder | None = None,
+        read_only: bool = True,
+        wait: float = 0.0,
+        unsafe: bool = False,
     ) -> Engine:
         """Open the live generation of the store folder ``store``.
 
         ``read_only=False`` allows the writing methods; ``wait``: seconds they wait for another writer of the store
         (0: fail at once, naming it). The graph itself is always opened for reading: writes go to a new generation.
+        ``engine.store.query`` runs only graph reads unless ``unsafe=True`` (see :meth:`GraphStore.query`).
         """
         path = Path(store)
         for attempt in range(3):
@@ -321,7 +329,7 @@ class Engine:
                 manifest = read_manifest(path, generation=gen.name)
                 idmap, features = load_idmap(path, generation=gen.name), load_features(path, generation=gen.name)
                 _check_features(path, manifest, idmap, features)
-                graph = open_store(path, read_only=True, generation=gen.name)
+                graph = open_store(path, read_only=True, generation=gen.name, unsafe=unsafe)
             except (StoreError, OSError):
                 if gen.is_dir() or attempt == 2:
                     raise
@@ -497,7 +505,9 @@ class Engine:
         if graph is not self.store:
             self.store.close()
         name = folder.name
-        self.store = graph if graph is not None else open_store(self.path, read_only=True, generation=name)
+        self.store = (
+            graph if graph is not None else open_store(self.path, read_only=True, generation=name, unsafe=self._unsafe)
+        )
         self._gen = folder
         self.manifest = read_manifest(self.path, generation=name)
         self._items = None

@@ -67,6 +67,12 @@ class StoreError(ScenerecError):
     """A graph-store operation failed; the message carries the backend's own reason."""
 
 
+class UnsafeQueryError(StoreError):
+    """A query that the sandbox of :meth:`GraphStore.query <scenerec.kg.store.GraphStore.query>` refuses: it does
+    more than read the graph (writes, files, extensions, other databases, procedures); the message names what and
+    how a trusted user opts in."""
+
+
 class StoreNotFoundError(StoreError):
     """The store path holds no built graph."""
 

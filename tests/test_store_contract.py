@@ -745,7 +745,7 @@ def test_model_embeddings_replace_the_property(store: GraphStore) -> None:
 
 def test_ladybug_store_without_the_recommended_table(tmp_path: Path) -> None:
     """A store built before RECOMMENDED joined the schema: it counts as empty and write-back adds the table."""
-    with LadybugStore(tmp_path / "old.lbug") as old:
+    with LadybugStore(tmp_path / "old.lbug", unsafe=True) as old:  # DROP TABLE needs unsafe
         old.create_schema()
         old.load_tables(build_tables(dataset()))
         old.query("DROP TABLE RECOMMENDED")
