@@ -304,11 +304,6 @@ def test_cli_explain(explained: dict[str, Any], capsys: pytest.CaptureFixture[st
     assert "--max-paths 0: expected a positive integer" in capsys.readouterr().err
 
 
-def _rounded(paths: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The paths with scores to 8 decimals (the table printer's JSON keeps 10 significant digits)."""
-    return [{**p, "score": round(p["score"], 8)} for p in paths]
-
-
 def test_cli_recommend_explain(explained: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
     store, user = str(explained["store"]), explained["users"][0]
     recs = explained["recs"][(user, "office")]
@@ -316,7 +311,11 @@ def test_cli_recommend_explain(explained: dict[str, Any], capsys: pytest.Capture
     assert main([*base, "--max-paths", "10", "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["item_id"] for r in rows] == recs["item_id"].tolist()[:3]
-    assert [_rounded(r["explanation"]) for r in rows] == [_rounded(p) for p in recs["explanation"].tolist()[:3]]
+    for row, expected in zip(rows, recs["explanation"].tolist()[:3], strict=True):
+        # the CLI reloads the model from disk: the same paths, scores equal up to float32 rounding (comparing
+        # rounded decimals flips when a score sits on a rounding boundary)
+        assert [{**p, "score": 0.0} for p in row["explanation"]] == [{**p, "score": 0.0} for p in expected]
+        assert [p["score"] for p in row["explanation"]] == pytest.approx([p["score"] for p in expected], abs=1e-6)
 
     assert main(base) == 0
     out = capsys.readouterr().out.splitlines()

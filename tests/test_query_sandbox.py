@@ -482,18 +482,17 @@ def test_internal_writes_still_work_on_a_sandboxed_store(built: Path, tmp_path: 
     """The library's own writes go through the private path: a writable store that is not unsafe still takes them."""
     store = tmp_path / "copy"
     shutil.copytree(built, store)
-    with Engine.open(store, read_only=False) as engine:
-        assert not engine.store.unsafe
-        user, item = "__", "__"
-        users = engine.store.query("MATCH (u:User) RETURN u.id AS id ORDER BY id LIMIT 1")["id"].tolist()
-        items = engine.store.query("MATCH (i:Item) RETURN i.id AS id ORDER BY id LIMIT 1")["id"].tolist()
+    with open_store(store, read_only=False) as graph:  # writable, not unsafe
+        assert not graph.unsafe
+        users = graph.query("MATCH (u:User) RETURN u.id AS id ORDER BY id LIMIT 1")["id"].tolist()
+        items = graph.query("MATCH (i:Item) RETURN i.id AS id ORDER BY id LIMIT 1")["id"].tolist()
         user, item = users[0], items[0]
         frame = pd.DataFrame({"user": [user], "item": [item], "score": [0.5], "rank": [1], "model": ["m"]})
-        assert engine.store.write_recommendations(frame) == 1
-        assert engine.store.write_recommendations(frame, users=[user]) == 1
-        assert engine.store.counts()["edges"]["RECOMMENDED"] == 1
+        assert graph.write_recommendations(frame) == 1
+        assert graph.write_recommendations(frame, users=[user]) == 1
+        assert graph.counts()["edges"]["RECOMMENDED"] == 1
         with pytest.raises(UnsafeQueryError):
-            engine.store.query("MATCH ()-[r:RECOMMENDED]->() DELETE r")
+            graph.query("MATCH ()-[r:RECOMMENDED]->() DELETE r")
 
 
 # -------------------------------------------------------------------- the guard itself
