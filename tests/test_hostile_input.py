@@ -205,3 +205,13 @@ def test_non_finite_alignment_score_is_rejected(tmp_path: Path) -> None:
     res = load_dataset(d)
     assert reasons(res) == [(2, "score", "unparsable alignment score")]
     assert res.dataset.alignment["score"].tolist() == [0.5]
+
+
+def test_an_error_quoting_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    d = dataset(tmp_path, "user_id,item_id\nu1,i1\n", 'item_id,"sce\nne\u2028",title\ni1,books,A\n')
+    code, out, err = rebuild_cli(capsys, d)
+    assert code == 2 and out == ""
+    assert err == (
+        f"error: {d / 'items.csv'}, column 'scene': required column is missing (columns present: item_id, sce\\nne, "
+        "title)\n"
+    )
