@@ -20,12 +20,15 @@ class LoadOptions:
     ``min_rating``: interactions with a lower raw rating are not positives and are dropped (into the rejects).
     ``rating_scale``: (low, high) used to normalise ratings to [0, 1]; default: observed min/max per scene.
     ``clean``: run :func:`scenerec.loaders.cleaning.clean` after reading (default True).
+    ``allow_empty``: accept a table file all of whose rows were dropped into the rejects (default False: such a load
+    raises :class:`DataFormatError` naming the file, the count and the most common reasons). Checked when cleaning.
     """
 
     scene: str | None = None
     min_rating: float | None = None
     rating_scale: tuple[float, float] | None = None
     clean: bool = True
+    allow_empty: bool = False
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -68,6 +71,10 @@ class Loader(abc.ABC):
 
 
 LOADERS: dict[str, type[Loader]] = {}
+
+#: Optional ``Dataset.meta`` key a loader may set: the table files it read (see :func:`check_not_all_rejected`);
+#: :func:`load_dataset` removes it from the meta.
+TABLE_FILES = "_table_files"
 
 
 def register(cls: type[Loader]) -> type[Loader]:
@@ -119,6 +126,40 @@ def get_loader(name: str) -> Loader:
         ) from None
 
 
+def check_not_all_rejected(raw: Dataset, dataset: Dataset, rejects: RejectLog, table_files: set[str]) -> None:
+    """Raise :class:`DataFormatError` for the first table file whose rows were all dropped into ``rejects``.
+
+    The table files are those that gave ``raw`` rows (their ``_file``) and ``table_files`` (the loader's own list, so
+    that a file whose every line was rejected while reading is checked too). ``dataset`` is the cleaned dataset with
+    its provenance columns: a file is empty when no row of it is left. Repaired and merged rows are not drops.
+    """
+    frame = rejects.to_frame()
+    dropped = frame[(frame["action"] == "dropped") & (frame["file"].fillna("") != "")]
+    if dropped.empty:
+        return
+
+    def files(ds: Dataset) -> set[str]:
+        out: set[str] = set()
+        for name in Dataset.TABLE_NAMES:
+            table = ds.table(name)
+            if "_file" in table.columns and len(table):
+                out.update(str(f) for f in table["_file"].dropna().unique())
+        return out
+
+    checked = files(raw) | table_files
+    stored = files(dataset)
+    for file, rows in dropped.groupby("file", sort=False):
+        if str(file) not in checked or str(file) in stored:
+            continue
+        common = rows["reason"].value_counts().head(3)
+        reasons = "; ".join(f"{reason} ({n:,})" for reason, n in common.items())
+        raise DataFormatError(
+            f"every row was rejected ({len(rows):,} rows dropped; most common: {reasons}); fix the input, or accept "
+            "an empty table with allow_empty=True (CLI: --allow-empty)",
+            file=str(file),
+        )
+
+
 def load_dataset(path: str | Path, format: str | None = None, options: LoadOptions | None = None) -> LoadResult:
     """Read a dataset in any supported format, clean it, and return it with its rejects report.
 
@@ -135,5 +176,12 @@ def load_dataset(path: str | Path, format: str | None = None, options: LoadOptio
     loader = get_loader(fmt)
     rejects = RejectLog()
     raw = loader.read(p, rejects, options)
-    dataset = clean(raw, rejects, options) if options.clean else raw
+    table_files = {str(f) for f in raw.meta.pop(TABLE_FILES, [])}
+    if options.clean:
+        dataset = clean(raw, rejects, options, keep_provenance=True)
+        if not options.allow_empty:
+            check_not_all_rejected(raw, dataset, rejects, table_files)
+        dataset = dataset.without_provenance()
+    else:
+        dataset = raw
     return LoadResult(dataset=dataset, rejects=rejects, format=fmt, path=p)

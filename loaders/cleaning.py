@@ -40,23 +40,89 @@ def _blank(s: pd.Series) -> pd.Series:
     return s.isna() | (s.astype("string").str.strip() == "")
 
 
-def parse_timestamps(values: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """Unix seconds (Int64) from numbers (seconds or milliseconds) or ISO-8601 text; also the bad-value mask."""
+#: Accepted timestamps, in Unix seconds: pandas' datetime64[ns] range, 1677-09-21T00:12:44Z .. 2262-04-11T23:47:16Z.
+#: Numbers of magnitude >= ``_MS_THRESHOLD`` are milliseconds and must fall in the same range once divided by 1000.
+TIMESTAMP_MIN = -9_223_372_036
+TIMESTAMP_MAX = 9_223_372_036
+
+#: Accepted ratings: finite numbers with ``abs(rating) <= RATING_MAX_ABS``.
+RATING_MAX_ABS = 1e9
+
+#: A scene's rating outlier bound (used only when no ``rating_scale`` is given): ratings farther than this many
+#: spreads outside the scene's [5th, 95th] percentile range are dropped, the spread being the larger of that range,
+#: the median's magnitude and 1 (so 1-5 stars accept at least [-9, 15]). See :func:`rating_outliers`.
+RATING_OUTLIER_SPREADS = 10.0
+#: Scenes with fewer ratings than this are not screened for outliers (only ``RATING_MAX_ABS`` applies).
+RATING_OUTLIER_MIN_COUNT = 5
+
+TIMESTAMP_RANGE_TEXT = (
+    "accepted: 1677-09-21T00:12:44Z .. 2262-04-11T23:47:16Z, i.e. Unix seconds "
+    f"{TIMESTAMP_MIN} .. {TIMESTAMP_MAX} or the same in milliseconds"
+)
+
+
+def _iso_seconds(text: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Unix seconds (float) of ISO-8601 texts, NaN where unparsable; also the mask of dates outside the range."""
+    try:
+        parsed = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
+        out_of_range = pd.Series(False, index=text.index)
+    except (pd.errors.OutOfBoundsDatetime, OverflowError, ValueError):
+        # One value outside datetime64[ns] stops the vectorised parse: parse one by one to find which.
+        values, oob = [], []
+        for t in text:
+            try:
+                values.append(pd.to_datetime(t, errors="coerce", utc=True, format="ISO8601"))
+                oob.append(False)
+            except (pd.errors.OutOfBoundsDatetime, OverflowError):
+                values.append(pd.NaT)
+                oob.append(True)
+            except ValueError:
+                values.append(pd.NaT)
+                oob.append(False)
+        parsed = pd.Series(pd.to_datetime(pd.Series(values, dtype="object"), utc=True), index=text.index)
+        out_of_range = pd.Series(oob, index=text.index)
+    secs = pd.Series(np.nan, index=text.index, dtype="float64")
+    ok = parsed.notna()
+    if ok.any():
+        # pandas may keep a coarser unit than nanoseconds for dates outside datetime64[ns]: subtract in that unit.
+        epoch = pd.Timestamp(0, tz="UTC").as_unit(parsed.dt.unit)
+        secs[ok] = ((parsed[ok] - epoch) // pd.Timedelta(seconds=1)).astype("float64")
+    return secs, out_of_range
+
+
+def timestamp_problems(values: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """Unix seconds (Int64, NA where missing or bad), the unparsable mask and the out-of-range mask.
+
+    Numbers are seconds, or milliseconds from magnitude ``1e11`` up; text is ISO-8601. Accepted range:
+    ``TIMESTAMP_MIN`` .. ``TIMESTAMP_MAX`` seconds (pandas' datetime64[ns] range); ``inf`` and ``nan`` are rejected.
+    """
     text = values.astype("string").str.strip()
     empty = _blank(text)
-    num = pd.to_numeric(text, errors="coerce")
-    out = pd.Series(pd.NA, index=values.index, dtype="Float64")
-    is_num = num.notna()
-    secs = num.where(num.abs() < _MS_THRESHOLD, num / 1000.0)
-    out[is_num] = secs[is_num]
+    num = pd.to_numeric(text, errors="coerce").astype("float64")
+    secs = pd.Series(np.nan, index=values.index, dtype="float64")
+    is_num = num.notna() & ~empty
+    scaled = num.where(num.abs() < _MS_THRESHOLD, num / 1000.0)
+    secs[is_num] = scaled[is_num]
     rest = ~is_num & ~empty
+    out_of_range = pd.Series(False, index=values.index)
     if rest.any():
-        parsed = pd.to_datetime(text[rest], errors="coerce", utc=True, format="ISO8601")
-        ok = parsed.notna()
-        epoch = (parsed[ok] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
-        out[epoch.index] = epoch.astype("float64")
-    bad = ~empty & out.isna()
-    return out.round().astype("Int64"), bad
+        iso, oob = _iso_seconds(text[rest].astype(str))
+        secs[rest] = iso
+        out_of_range[rest] = oob
+    present = secs.notna()
+    out_of_range |= present & ~((secs >= TIMESTAMP_MIN) & (secs <= TIMESTAMP_MAX))  # inf and -inf included
+    unparsable = ~empty & ~present & ~out_of_range
+    good = present & ~out_of_range
+    out = pd.Series(pd.NA, index=values.index, dtype="Int64")
+    out[good] = secs[good].round().astype("int64")
+    return out, unparsable, out_of_range
+
+
+def parse_timestamps(values: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Unix seconds (Int64) from numbers (seconds or milliseconds) or ISO-8601 text; also the bad-value mask
+    (unparsable or outside the accepted range, see :func:`timestamp_problems`)."""
+    out, unparsable, out_of_range = timestamp_problems(values)
+    return out, unparsable | out_of_range
 
 
 def parse_ratings(values: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -81,20 +147,43 @@ def coerce_interactions(raw: pd.DataFrame, rejects: RejectLog) -> pd.DataFrame:
         rejects.add_frame(df[miss & keep], f"empty {col} id", column=col)
         keep &= ~miss
     if "timestamp" in df:
-        ts, bad = parse_timestamps(df["timestamp"])
+        ts, bad, out_of_range = timestamp_problems(df["timestamp"])
         rejects.add_frame(df[bad & keep], "unparsable timestamp", column="timestamp", id_column="user")
         keep &= ~bad
+        rejects.add_frame(
+            df[out_of_range & keep],
+            f"timestamp out of range ({TIMESTAMP_RANGE_TEXT})",
+            column="timestamp",
+            id_column="user",
+        )
+        keep &= ~out_of_range
         df["timestamp"] = ts
     if "rating" in df:
         rating, bad = parse_ratings(df["rating"])
         rejects.add_frame(df[bad & keep], "unparsable rating", column="rating", id_column="user")
         keep &= ~bad
-        df["rating"] = rating
+        huge = rating.notna() & (rating.abs() > RATING_MAX_ABS)
+        rejects.add_frame(
+            df[huge & keep],
+            f"rating out of range (accepted: finite, at most {RATING_MAX_ABS:g} in magnitude)",
+            column="rating",
+            id_column="user",
+        )
+        keep &= ~huge
+        df["rating"] = rating.where(~huge)
     if "weight" in df and df["weight"].dtype == "string":
         w, bad = parse_ratings(df["weight"])
         bad |= w.fillna(1.0) <= 0
         rejects.add_frame(df[bad & keep], "weight is not a positive number", column="weight", id_column="user")
         keep &= ~bad
+        huge = w.fillna(1.0) > RATING_MAX_ABS
+        rejects.add_frame(
+            df[huge & keep],
+            f"weight out of range (accepted: at most {RATING_MAX_ABS:g})",
+            column="weight",
+            id_column="user",
+        )
+        keep &= ~huge
         df["weight"] = w.fillna(1.0).astype("float64")
     if "split" in df:
         norm = df["split"].astype("string").fillna("").str.strip().str.lower()
@@ -197,25 +286,78 @@ def _check_item_scenes(items: pd.DataFrame) -> None:
     )
 
 
+def rating_outliers(ratings: pd.Series) -> tuple[pd.Series, tuple[float, float] | None]:
+    """Mask of the ratings of one scene that lie far outside the others, and the accepted (low, high) bound.
+
+    With p5 / p95 the scene's 5th / 95th percentiles (the lower interpolation: one extreme value does not move them)
+    and ``spread = max(p95 - p5, |median|, 1)``, ratings outside ``[p5 - k * spread, p95 + k * spread]``
+    (``k = RATING_OUTLIER_SPREADS``) are outliers: kept, they would squash the scene's min/max scale. Scenes with
+    fewer than ``RATING_OUTLIER_MIN_COUNT`` ratings are not screened (bound ``None``).
+    """
+    r = ratings.dropna().astype("float64")
+    none = pd.Series(False, index=ratings.index)
+    if len(r) < RATING_OUTLIER_MIN_COUNT:
+        return none, None
+    p5 = float(r.quantile(0.05, interpolation="lower"))
+    p95 = float(r.quantile(0.95, interpolation="lower"))
+    med = float(r.quantile(0.5, interpolation="lower"))
+    spread = max(p95 - p5, abs(med), 1.0)
+    lo, hi = p5 - RATING_OUTLIER_SPREADS * spread, p95 + RATING_OUTLIER_SPREADS * spread
+    values = ratings.astype("Float64")
+    return (values.notna() & ((values < lo) | (values > hi))).fillna(False).astype(bool), (lo, hi)
+
+
 def _normalise_ratings(
-    inter: pd.DataFrame, item_scene: pd.Series, scale: tuple[float, float] | None
-) -> tuple[pd.Series, dict[str, list[float]]]:
-    """Min-max ratings to [0, 1] per scene (or with the given scale); returns the scale used per scene."""
+    inter: pd.DataFrame, item_scene: pd.Series, scale: tuple[float, float] | None, rejects: RejectLog
+) -> tuple[pd.DataFrame, dict[str, list[float]]]:
+    """Min-max ratings to [0, 1] per scene (or with the given scale); returns the rows kept and the scale used per
+    scene (``meta['rating_scale']``: scene -> [low, high], the raw ratings that map to 0 and 1).
+
+    Without a given scale, a scene's outliers (:func:`rating_outliers`) are dropped into ``rejects`` before its
+    min/max is taken; with one, ratings outside it are clipped to [0, 1] and reported as repaired.
+    """
     rating = inter["rating"].astype("Float64")
     scenes = inter["item"].map(item_scene).fillna("")
     out = pd.Series(pd.NA, index=inter.index, dtype="Float64")
+    keep = pd.Series(True, index=inter.index)
     used: dict[str, list[float]] = {}
     for scene, idx in scenes.groupby(scenes).groups.items():
         r = rating.loc[idx]
         if r.notna().sum() == 0:
             continue
-        lo, hi = scale if scale else (float(r.min()), float(r.max()))
+        if scale:
+            lo, hi = scale
+        else:
+            outlier, bound = rating_outliers(r)
+            if outlier.any() and bound is not None:
+                rows = outlier[outlier].index
+                rejects.add_frame(
+                    inter.loc[rows],
+                    f"rating outlier in scene {str(scene)!r} (accepted there: {bound[0]:g} .. {bound[1]:g}, "
+                    f"{RATING_OUTLIER_SPREADS:g} spreads around its 5-95th percentiles)",
+                    column="rating",
+                    id_column="user",
+                )
+                keep.loc[rows] = False
+                r = r[~outlier]
+            lo, hi = float(r.min()), float(r.max())
         used[str(scene)] = [lo, hi]
-        out.loc[idx] = ((r - lo) / (hi - lo)).clip(0.0, 1.0) if hi > lo else r * 0.0 + 1.0
-    return out, used
+        norm = ((r - lo) / (hi - lo)) if hi > lo else r * 0.0 + 1.0
+        outside = norm.notna() & ((norm < 0) | (norm > 1))
+        if outside.any():
+            rejects.add_frame(
+                inter.loc[outside[outside].index],
+                f"rating outside the given scale [{lo:g}, {hi:g}]: clipped",
+                action="repaired",
+                column="rating",
+                id_column="user",
+            )
+        out.loc[r.index] = norm.clip(0.0, 1.0)
+    result = inter.assign(rating=out)[keep]
+    return result, used
 
 
-def clean(raw: Dataset, rejects: RejectLog, options: object | None = None) -> Dataset:
+def clean(raw: Dataset, rejects: RejectLog, options: object | None = None, *, keep_provenance: bool = False) -> Dataset:
     """Return the cleaned dataset. See the README's "Cleaning" section for the rules.
 
     * items, entities, users, scenes: blank ids dropped; repeated ids merged (first row wins, blanks filled from
@@ -227,6 +369,9 @@ def clean(raw: Dataset, rejects: RejectLog, options: object | None = None) -> Da
     * triples: blank fields dropped, exact repeats merged; head/tail ids that are neither item nor entity become
       entities (counted in ``meta['inferred_entities']``);
     * alignment: unknown ids dropped, repeats merged.
+
+    ``keep_provenance`` keeps the ``_file`` / ``_line`` columns of the rows that carry them (for the
+    every-row-rejected check of :func:`scenerec.loaders.load_dataset`).
     """
     from scenerec.loaders.base import LoadOptions
 
@@ -234,6 +379,10 @@ def clean(raw: Dataset, rejects: RejectLog, options: object | None = None) -> Da
     meta = dict(raw.meta)
 
     items = _drop_blank_ids(raw.items, "id", "item", rejects)
+    no_scene = _blank(items["scene"])
+    rejects.add_frame(items[no_scene], "empty scene id (every item belongs to a scene)", column="scene", id_column="id")
+    items = items[~no_scene].copy()
+    items["scene"] = items["scene"].astype("string").str.strip()
     _check_item_scenes(items)
     items = _merge_duplicates(items, ["id"], "item", rejects, "id")
     items = _fill_item_text(items, rejects)
@@ -286,7 +435,7 @@ def clean(raw: Dataset, rejects: RejectLog, options: object | None = None) -> Da
         inter = merged
     item_scene = pd.Series(items["scene"].to_numpy(), index=items["id"].to_numpy())
     inter = inter.copy()
-    inter["rating"], meta["rating_scale"] = _normalise_ratings(inter, item_scene, opts.rating_scale)
+    inter, meta["rating_scale"] = _normalise_ratings(inter, item_scene, opts.rating_scale, rejects)
 
     if not have_user_table:
         users = pd.DataFrame({"id": pd.unique(inter["user"])})
@@ -340,4 +489,4 @@ def clean(raw: Dataset, rejects: RejectLog, options: object | None = None) -> Da
         alignment=ali,
         meta=meta,
     )
-    return out.without_provenance()
+    return out if keep_provenance else out.without_provenance()

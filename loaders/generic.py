@@ -5,16 +5,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from scenerec.errors import DataFormatError
-from scenerec.loaders.base import Loader, LoadOptions, register
+from scenerec.loaders.base import TABLE_FILES, Loader, LoadOptions, register
 from scenerec.loaders.cleaning import coerce_interactions
 from scenerec.loaders.rejects import RejectLog
 from scenerec.loaders.tables import find_table, read_table
 from scenerec.records import Dataset, attributes_json
 
 _PROV = ["_file", "_line"]
+_TABLES = ("interactions", "triples", "entities", "users", "scenes", "alignment")
 
 
 def _attributes(df: pd.DataFrame, exclude: set[str]) -> pd.Series:
@@ -86,9 +88,10 @@ class GenericLoader(Loader):
             ali = read_table(f, rejects, required=["left_id", "right_id"])
             ali = ali.rename(columns={"left_id": "left", "right_id": "right"})
             if "score" in ali:
-                score = pd.to_numeric(ali["score"], errors="coerce")
-                bad = score.isna() & (ali["score"].str.strip() != "")
+                score = pd.to_numeric(ali["score"], errors="coerce").astype("float64")
+                bad = (score.isna() | ~np.isfinite(score.fillna(1.0))) & (ali["score"].str.strip() != "")
                 rejects.add_frame(ali[bad], "unparsable alignment score", column="score", id_column="left")
                 ali = ali[~bad].assign(score=score[~bad].fillna(1.0))
             tables["alignment"] = ali
-        return Dataset(path.name, meta={"format": self.name}, **tables)
+        files = [str(items_file)] + [str(f) for name in _TABLES if (f := find_table(path, name)) is not None]
+        return Dataset(path.name, meta={"format": self.name, TABLE_FILES: files}, **tables)

@@ -168,7 +168,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     from scenerec.loaders import LoadOptions, load_dataset
     from scenerec.pipeline import build
 
-    options = LoadOptions(scene=args.scene, min_rating=args.min_rating)
+    options = LoadOptions(scene=args.scene, min_rating=args.min_rating, allow_empty=args.allow_empty)
     if args.dry_run:
         res = load_dataset(args.dataset, format=args.format, options=options)
         print(json.dumps(res.summary(), indent=2))
@@ -791,6 +791,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scene", default=None, help="scene id for single-scene formats")
     p.add_argument("--min-rating", type=float, default=None, help="drop interactions rated below this")
     p.add_argument("--dry-run", action="store_true", help="load and clean only; print the summary")
+    p.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="accept a table file all of whose rows are rejected (default: such a rebuild fails naming the file)",
+    )
     _add_embed_args(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_wait_arg(p)

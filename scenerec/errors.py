@@ -17,6 +17,15 @@ class ConfigError(ScenerecError):
     """A setting is missing or has an invalid value."""
 
 
+#: Characters that end a line for ``str.splitlines``: escaped in data error messages, which quote input text.
+_LINE_BREAKS = {c: repr(chr(c))[1:-1] for c in (0x0A, 0x0B, 0x0C, 0x0D, 0x1C, 0x1D, 0x1E, 0x85, 0x2028, 0x2029)}
+
+
+def one_line(text: str) -> str:
+    """``text`` with its line breaks escaped (``\\n``, ``\\r``, ``\\u2028`` ...), so that it prints as one line."""
+    return text.translate(_LINE_BREAKS)
+
+
 class DataFormatError(ScenerecError):
     """Input data that cannot be read: names the file and, where known, the line and column."""
 
@@ -39,7 +48,8 @@ class DataFormatError(ScenerecError):
         if column:
             where.append(f"column {column!r}")
         prefix = ", ".join(where)
-        super().__init__(f"{prefix}: {message}" if prefix else message)
+        # Messages quote input (ids, column names): one error is one line, whatever the input holds.
+        super().__init__(one_line(f"{prefix}: {message}" if prefix else message))
         self.reason = message
 
 
