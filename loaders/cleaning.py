@@ -379,10 +379,14 @@ def clean(raw: Dataset, rejects: RejectLog, options: object | None = None, *, ke
     meta = dict(raw.meta)
 
     items = _drop_blank_ids(raw.items, "id", "item", rejects)
-    no_scene = _blank(items["scene"])
-    rejects.add_frame(items[no_scene], "empty scene id (every item belongs to a scene)", column="scene", id_column="id")
-    items = items[~no_scene].copy()
-    items["scene"] = items["scene"].astype("string").str.strip()
+    items["scene"] = items["scene"].astype("string").fillna("").str.strip()
+    rejects.add_frame(
+        items[items["scene"] == ""],
+        "empty scene: item kept without a scene (no IN_SCENE link) until `scenerec classify-scenes` assigns one",
+        action="flagged",
+        column="scene",
+        id_column="id",
+    )
     _check_item_scenes(items)
     items = _merge_duplicates(items, ["id"], "item", rejects, "id")
     items = _fill_item_text(items, rejects)

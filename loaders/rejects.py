@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
-#: What happened to a rejected row.
-ACTIONS = ("dropped", "repaired", "merged")
+#: What happened to a rejected row: dropped, repaired (a value changed or filled), merged into an earlier row, or
+#: flagged (kept unchanged but reported, e.g. an item without a scene, left for ``classify-scenes``).
+ACTIONS = ("dropped", "repaired", "merged", "flagged")
 
 
 @dataclass(frozen=True, slots=True)

@@ -96,16 +96,24 @@ def test_timestamp_bounds_are_exact() -> None:
     assert not unparsable.any()
 
 
-def test_item_with_a_blank_scene_is_rejected(tmp_path: Path) -> None:
+def test_item_with_a_blank_scene_is_kept_and_flagged(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The generic format allows items without a scene (classify-scenes assigns them): kept, but never silently.
     d = dataset(tmp_path, "user_id,item_id\nu1,i1\nu1,i2\n", "item_id,scene,title\ni1,books,A\ni2,  ,B\n")
     res = load_dataset(d)
-    assert list(res.dataset.items["id"]) == ["i1"]
-    assert list(res.dataset.items["scene"]) == ["books"]
+    assert res.dataset.items[["id", "scene"]].values.tolist() == [["i1", "books"], ["i2", ""]]
+    assert len(res.dataset.interactions) == 2
     df = res.rejects.to_frame()
-    assert df[["line", "column", "id", "reason"]].values.tolist() == [
-        [3, "scene", "i2", "empty scene id (every item belongs to a scene)"],
-        [3, "item", "i2", "unknown item id"],
+    assert df[["line", "column", "id", "action", "reason"]].values.tolist() == [
+        [
+            3,
+            "scene",
+            "i2",
+            "flagged",
+            "empty scene: item kept without a scene (no IN_SCENE link) until `scenerec classify-scenes` assigns one",
+        ]
     ]
+    code, out, _ = rebuild_cli(capsys, d)
+    assert code == 0 and "1  flagged   empty scene: item kept without a scene" in out
 
 
 def test_a_huge_rating_is_rejected_not_rescaling_its_scene(tmp_path: Path) -> None:
