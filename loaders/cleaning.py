@@ -380,6 +380,9 @@ def clean(raw: Dataset, rejects: RejectLog, options: object | None = None, *, ke
 
     items = _drop_blank_ids(raw.items, "id", "item", rejects)
     items["scene"] = items["scene"].astype("string").fillna("").str.strip()
+    _check_item_scenes(items)
+    items = _merge_duplicates(items, ["id"], "item", rejects, "id")
+    # after merging: one flag per stored item, and a repeat that names the scene fills the blank
     rejects.add_frame(
         items[items["scene"] == ""],
         "empty scene: item kept without a scene (no IN_SCENE link) until `scenerec classify-scenes` assigns one",
@@ -387,8 +390,6 @@ def clean(raw: Dataset, rejects: RejectLog, options: object | None = None, *, ke
         column="scene",
         id_column="id",
     )
-    _check_item_scenes(items)
-    items = _merge_duplicates(items, ["id"], "item", rejects, "id")
     items = _fill_item_text(items, rejects)
     item_ids = pd.Index(items["id"])
 
