@@ -27,7 +27,7 @@ from scenerec.config import Backend, Neo4jConfig, check_backend
 from scenerec.errors import StoreError, StoreFileError, StoreNotFoundError
 from scenerec.ids import IdMap
 from scenerec.kg.ladybug_store import LadybugStore
-from scenerec.kg.lock import StagedGeneration, StoreLock
+from scenerec.kg.lock import CURRENT, StagedGeneration, StoreLock
 from scenerec.kg.schema import LABEL_OF_KIND
 from scenerec.kg.store import GraphStore, LoadStats
 from scenerec.kg.tables import build_tables
@@ -39,7 +39,6 @@ GRAPH_FILE = "graph.lbug"
 MANIFEST = "manifest.json"
 IDMAP = "idmap.json"
 REJECTS = "rejects.csv"
-CURRENT = "CURRENT"
 
 
 @dataclass

@@ -57,7 +57,7 @@ from scenerec.kg.schema import LABEL_OF_KIND, NODES
 from scenerec.kg.store import GraphStore
 from scenerec.kg.tables import EdgeTable, GraphTables, build_tables
 from scenerec.loaders import LoadOptions, LoadResult, load_dataset
-from scenerec.loaders.cleaning import clean
+from scenerec.loaders.cleaning import clean, scale_ratings
 from scenerec.loaders.rejects import RejectLog
 from scenerec.records import Dataset, conform, isin
 from scenerec.storefiles import read_idmap_file, read_npz_file, rebuild_hint
@@ -190,8 +190,7 @@ def _prepare_update(
         else:
             lo, hi = float(r.min()), float(r.max())
             new_scales[str(s)] = [lo, hi]
-        norm = ((r - lo) / (hi - lo)) if hi > lo else r * 0.0 + 1.0
-        outside = norm.notna() & ((norm < 0) | (norm > 1))
+        norm, outside = scale_ratings(r, lo, hi)
         rejects.add_frame(
             inter.loc[outside[outside].index],
             f"rating outside the store's scale [{lo:g}, {hi:g}] of scene {s!r}: clipped (a rebuild rescales)",
@@ -199,7 +198,7 @@ def _prepare_update(
             column="rating",
             id_column="user",
         )
-        out.loc[idx] = norm.clip(0.0, 1.0)
+        out.loc[idx] = norm
     inter["rating"] = out
     return replace(raw, interactions=inter), new_scales
 

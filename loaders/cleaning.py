@@ -342,8 +342,7 @@ def _normalise_ratings(
                 r = r[~outlier]
             lo, hi = float(r.min()), float(r.max())
         used[str(scene)] = [lo, hi]
-        norm = ((r - lo) / (hi - lo)) if hi > lo else r * 0.0 + 1.0
-        outside = norm.notna() & ((norm < 0) | (norm > 1))
+        norm, outside = scale_ratings(r, lo, hi)
         if outside.any():
             rejects.add_frame(
                 inter.loc[outside[outside].index],
@@ -352,9 +351,17 @@ def _normalise_ratings(
                 column="rating",
                 id_column="user",
             )
-        out.loc[r.index] = norm.clip(0.0, 1.0)
+        out.loc[r.index] = norm
     result = inter.assign(rating=out)[keep]
     return result, used
+
+
+def scale_ratings(r: pd.Series, lo: float, hi: float) -> tuple[pd.Series, pd.Series]:
+    """``r`` mapped to [0, 1] by the scale ``[lo, hi]`` (all 1 when ``lo == hi``) and clipped, and the mask of the
+    ratings that lay outside the scale (to report as clipped)."""
+    norm = ((r - lo) / (hi - lo)) if hi > lo else r * 0.0 + 1.0
+    outside = norm.notna() & ((norm < 0) | (norm > 1))
+    return norm.clip(0.0, 1.0), outside
 
 
 def clean(raw: Dataset, rejects: RejectLog, options: object | None = None, *, keep_provenance: bool = False) -> Dataset:
