@@ -28,14 +28,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scenerec.gnn import GraphInputs, ItemItem, SceneGNN, build_hetero, tune_item_item
-from scenerec.gnn.evaluate import CSR, evaluate_scores
+from scenerec.gnn import CSR, GraphInputs, ItemItem, ItemItemFusion, build_inputs, evaluate_scores, tune_item_item
 from scenerec.gnn.models import BPRMF, LightGCN, MostPopular, Recommender
 from scenerec.gnn.propagation import normalized_adjacency
 from scenerec.gnn.train import TrainConfig, fit, save_artifact
 from scenerec.ids import IdMap
+from scenerec.registry import MODELS
 
-#: SceneGNN variants: constructor switches.
+#: SceneGNN variants: options of the registry's ``scenegnn`` (:data:`scenerec.registry.MODELS`).
 SCENEGNN: dict[str, dict[str, object]] = {
     "scenegnn": {},
     "scenegnn-no-ii": {"item_item": False},
@@ -70,18 +70,17 @@ def load_graph(store: Path, shared: Path) -> tuple[IdMap, dict[str, CSR], GraphI
     idmap = load_idmap(store)
     graph = open_store(store)
     try:
-        data = build_hetero(graph.edge_index(idmap), load_features(store))
+        index = graph.edge_index(idmap)
     finally:
         graph.close()
-    ui = data["user", "interacted", "item"]
-    shape = (data["user"].num_nodes, data["item"].num_nodes)
+    ui = index.edges[("user", "INTERACTED", "item")]
+    shape = (idmap.size("user"), idmap.size("item"))
+    label = ui["split"].fillna("").astype(str).to_numpy()
     split = {
-        name: CSR.from_pairs(
-            ui.edge_index[0, ui.split == code].numpy(), ui.edge_index[1, ui.split == code].numpy(), shape
-        )
-        for name, code in (("train", 0), ("valid", 1), ("test", 2))
+        name: CSR.from_pairs(ui["src"].to_numpy()[label == name], ui["dst"].to_numpy()[label == name], shape)
+        for name in ("train", "valid", "test")
     }
-    return idmap, split, GraphInputs.from_hetero(data, split["train"])
+    return idmap, split, build_inputs(index, split["train"], load_features(store))
 
 
 def make_model(name: str, train: CSR, adj: torch.Tensor, dim: int, inputs: GraphInputs | None = None) -> Recommender:
@@ -92,9 +91,9 @@ def make_model(name: str, train: CSR, adj: torch.Tensor, dim: int, inputs: Graph
         return MostPopular(counts, num_users=n_users)
     if name == "bpr":
         return BPRMF(n_users, n_items, dim=dim)
-    if name in SCENEGNN:
+    if name in SCENEGNN:  # the library's own model, with the item-item channel unless the variant drops it
         assert inputs is not None
-        return SceneGNN(inputs, dim=dim, **SCENEGNN[name])  # type: ignore[arg-type]
+        return MODELS["scenegnn"].build(inputs, {"dim": dim, **SCENEGNN[name]})
     if name.startswith("lgcn"):
         return LightGCN(n_users, n_items, adj, dim=dim, num_layers=int(name[4:]))
     raise ValueError(f"unknown model {name!r}")
@@ -180,11 +179,10 @@ def main() -> None:
                     extra = {"dataset": "movielens_100k_kg/split_recbole", "test": metrics}
                     save_artifact(args.save / f"{name}_lr{lr:g}_seed{seed}", name, model, cfg, result, idmap, extra)
                 runs.append((metrics, result, seconds_ii))
-                if main and fused.scenes and model.item_item_channel is not None:  # the channel on its own
-                    channel = model.item_item_channel
+                if main and fused.scenes and isinstance(model, ItemItemFusion):  # the channel on its own
 
                     def alone(
-                        users: torch.Tensor, channel: ItemItem = channel, model: SceneGNN = model
+                        users: torch.Tensor, channel: ItemItem = model.channel, model: ItemItemFusion = model
                     ) -> torch.Tensor:
                         return channel.scores(model.train_rows(users))
 

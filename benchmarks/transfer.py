@@ -28,7 +28,7 @@ Models (``--models``):
   against 2,048 sampled Office items), dimension 64, dropout 0.5, Adam 1e-3, early stopping on the validation
   users (patience ``--patience`` epochs); users without any history get popularity.
 * scenerec's ablations, all :class:`scenerec.transfer.CrossSceneGNN` with the settings of ``fit("crossscene")``
-  (:data:`scenerec.engine.CROSSSCENE_KW`: item id vectors plus text, an item bias, view dropout 0.5) except:
+  (the ``crossscene`` preset of :data:`scenerec.registry.MODELS`: item id vectors plus text, an item bias, view dropout 0.5) except:
   ``target-only`` (trained on the Office interactions alone, no gate), ``shared-users`` (both scenes, users
   shared, no gate), ``+alignment`` (plus the ``SAME_AS`` item links the aligner finds between the scenes, no gate),
   ``+gate`` (plus the per-scene gate: the full model), ``gate-no-align`` (the gate without the links).
@@ -63,12 +63,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from scenerec.engine import CROSSSCENE_KW
 from scenerec.gnn import GraphInputs, build_hetero
 from scenerec.gnn.evaluate import CSR, evaluate_scores
 from scenerec.gnn.train import TrainConfig, fit, tune_item_item
 from scenerec.ids import IdMap
-from scenerec.transfer import CrossSceneGNN
+from scenerec.registry import MODELS
+
+#: ``fit("crossscene")``'s preset, the settings every variant starts from.
+CROSSSCENE_KW = MODELS["crossscene"].preset
 
 TARGET = "office"
 DATASET = "amazon_art_office_urllm"
@@ -481,7 +483,7 @@ def run_scenegnn(
         "item_item": args.item_item != "none",
         "item_item_kind": CROSSSCENE_KW["item_item_kind"] if args.item_item == "none" else args.item_item,
     }
-    model = CrossSceneGNN(inputs, **settings)
+    model = MODELS["crossscene"].build(inputs, settings)
     cfg = TrainConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,

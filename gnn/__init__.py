@@ -1,10 +1,22 @@
-"""Scene-aware graph learning: the graph as PyG ``HeteroData``, split protocols, ranking metrics and full-ranking
-evaluation, CSR propagation, the baseline recommenders (most-popular, BPR-MF, LightGCN), the main model :class:`SceneGNN`, and BPR / in-scene
-softmax training with early stopping."""
+"""Scene-aware graph learning: the model inputs (:class:`GraphInputs`, also as PyG ``HeteroData``), split protocols,
+ranking metrics and full-ranking evaluation, CSR propagation, the baseline recommenders (most-popular, BPR-MF,
+LightGCN), the main model :class:`SceneGNN`, BPR / in-scene softmax training with early stopping, the item-item
+channel fused after training (:class:`ItemItemFusion`) and saved models."""
 
-from scenerec.gnn.data import SPLIT_CODES, build_hetero, validate
-from scenerec.gnn.evaluate import CSR, Interactions, ScoreFn, evaluate_scores
+from scenerec.gnn.artifact import MODEL_CLASSES, build_model, hyperparameters, load_artifact, save_artifact
+from scenerec.gnn.data import (
+    CSR,
+    SPLIT_CODES,
+    GraphInputs,
+    Interactions,
+    KGEdges,
+    build_hetero,
+    build_inputs,
+    validate,
+)
+from scenerec.gnn.evaluate import ScoreFn, evaluate_scores
 from scenerec.gnn.extend import ExtendedRecommender
+from scenerec.gnn.fusion import ItemItem, ItemItemFusion, ItemItemReport, tune_item_item
 from scenerec.gnn.metrics import (
     METRICS,
     hit_at_k,
@@ -16,32 +28,23 @@ from scenerec.gnn.metrics import (
 )
 from scenerec.gnn.models import BPRMF, LightGCN, MostPopular, Recommender
 from scenerec.gnn.propagation import normalized_adjacency, propagate
-from scenerec.gnn.scenegnn import GraphInputs, ItemItem, KGEdges, SceneGNN
+from scenerec.gnn.scenegnn import SceneGNN
 from scenerec.gnn.splits import fixed, leave_one_out, random_per_user, ratio_counts, temporal
-from scenerec.gnn.train import (
-    LOSSES,
-    FitResult,
-    ItemItemReport,
-    NegativeSampler,
-    TrainConfig,
-    build_model,
-    fit,
-    load_artifact,
-    save_artifact,
-    tune_item_item,
-)
+from scenerec.gnn.train import LOSSES, FitResult, NegativeSampler, TrainConfig, fit
 
 __all__ = [
     "BPRMF",
     "CSR",
     "LOSSES",
     "METRICS",
+    "MODEL_CLASSES",
     "SPLIT_CODES",
     "ExtendedRecommender",
     "FitResult",
     "GraphInputs",
     "Interactions",
     "ItemItem",
+    "ItemItemFusion",
     "ItemItemReport",
     "KGEdges",
     "LightGCN",
@@ -52,11 +55,13 @@ __all__ = [
     "ScoreFn",
     "TrainConfig",
     "build_hetero",
+    "build_inputs",
     "build_model",
     "evaluate_scores",
     "fit",
     "fixed",
     "hit_at_k",
+    "hyperparameters",
     "leave_one_out",
     "load_artifact",
     "mrr_at_k",

@@ -9,110 +9,17 @@ over those users.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import torch
 
-from scenerec.errors import DataFormatError
+from scenerec.gnn.data import CSR, Interactions
 from scenerec.gnn.metrics import summarize
-from scenerec.ids import IdMap
+
+__all__ = ["CSR", "Interactions", "ScoreFn", "evaluate_scores"]  # CSR and Interactions live in scenerec.gnn.data
 
 #: ``score_fn(users)``: ``users`` a LongTensor of shape (batch,) -> scores of shape (batch, n_items), any device.
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
-
-
-@dataclass(frozen=True)
-class CSR:
-    """A set of (row, column) pairs in compressed sparse row form, without values.
-
-    ``indptr``: int64 (n_rows + 1,); ``indices``: int64 (nnz,), the columns of row ``r`` are
-    ``indices[indptr[r]:indptr[r + 1]]``, sorted and without repeats; ``shape``: (n_rows, n_cols).
-    """
-
-    indptr: np.ndarray
-    indices: np.ndarray
-    shape: tuple[int, int]
-
-    @classmethod
-    def from_pairs(cls, rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> CSR:
-        """Build from parallel index arrays ``rows``, ``cols`` (shape (nnz,)); repeated pairs are kept once."""
-        r = np.asarray(rows, dtype=np.int64)
-        c = np.asarray(cols, dtype=np.int64)
-        if r.shape != c.shape or r.ndim != 1:
-            raise ValueError(f"rows and cols must be 1-d arrays of one length, got {r.shape} and {c.shape}")
-        n_rows, n_cols = int(shape[0]), int(shape[1])
-        if len(r) and (r.min() < 0 or r.max() >= n_rows or c.min() < 0 or c.max() >= n_cols):
-            raise ValueError(f"an index pair is outside the shape {shape}")
-        key = np.unique(r * n_cols + c)
-        r, c = key // max(n_cols, 1), key % max(n_cols, 1)
-        indptr = np.zeros(n_rows + 1, dtype=np.int64)
-        np.cumsum(np.bincount(r, minlength=n_rows), out=indptr[1:])
-        return cls(indptr, c.astype(np.int64), (n_rows, n_cols))
-
-    @property
-    def nnz(self) -> int:
-        return len(self.indices)
-
-    def row_counts(self) -> np.ndarray:
-        """Number of columns per row, shape (n_rows,)."""
-        return np.diff(self.indptr)
-
-    def rows(self) -> np.ndarray:
-        """Row index of each stored pair, shape (nnz,)."""
-        return np.repeat(np.arange(self.shape[0], dtype=np.int64), self.row_counts())
-
-    def keep_columns(self, keep: np.ndarray) -> CSR:
-        """The same matrix with only the pairs whose item ``keep`` (bool, (n_items,)) marks; the shape stays."""
-        mask = np.asarray(keep, dtype=bool)[self.indices]
-        return CSR.from_pairs(self.rows()[mask], self.indices[mask], self.shape)
-
-    def select(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Pairs of the rows ``users`` (shape (b,)) as (position in ``users``, column), two arrays of shape (m,)."""
-        u = np.asarray(users, dtype=np.int64)
-        start, stop = self.indptr[u], self.indptr[u + 1]
-        lengths = stop - start
-        local = np.repeat(np.arange(len(u), dtype=np.int64), lengths)
-        offsets = np.arange(lengths.sum(), dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        return local, self.indices[np.repeat(start, lengths) + offsets]
-
-
-class Interactions:
-    """Builds the per-split :class:`CSR` sets of a canonical interactions table."""
-
-    SPLITS = ("train", "valid", "test")
-
-    @staticmethod
-    def from_frame(df: pd.DataFrame, idmap: IdMap) -> dict[str, CSR]:
-        """``{"train": CSR, "valid": CSR, "test": CSR}``, each of shape (idmap users, idmap items).
-
-        ``df`` has the canonical ``user``, ``item`` and ``split`` columns; rows are mapped through ``idmap``
-        (an unknown id raises :class:`~scenerec.errors.UnknownIdError`). Every row must have a split: run a protocol
-        of :mod:`scenerec.gnn.splits` first, otherwise :class:`DataFormatError` is raised.
-        """
-        for col in ("user", "item", "split"):
-            if col not in df.columns:
-                raise DataFormatError(
-                    f"required column is missing (columns present: {', '.join(map(str, df.columns))})",
-                    file="interactions",
-                    column=col,
-                )
-        split = df["split"].astype("string").fillna("")
-        bad = ~split.isin(Interactions.SPLITS)
-        if bad.any():
-            value = split[bad].iloc[0]
-            why = (
-                "has no split (run a protocol of scenerec.gnn.splits first)"
-                if value == ""
-                else "is not train/valid/test"
-            )
-            raise DataFormatError(f"{int(bad.sum())} interactions: split {value!r} {why}", file="interactions")
-        shape = (idmap.size("user"), idmap.size("item"))
-        users = idmap.indices("user", df["user"].astype(str).tolist())
-        items = idmap.indices("item", df["item"].astype(str).tolist())
-        labels = split.to_numpy(dtype=object)
-        return {s: CSR.from_pairs(users[labels == s], items[labels == s], shape) for s in Interactions.SPLITS}
 
 
 def evaluate_scores(

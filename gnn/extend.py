@@ -22,10 +22,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from scenerec.gnn.models import Recommender
+from scenerec.gnn.models import ModelWrapper, Recommender
 
 
-class ExtendedRecommender(Recommender):
+class ExtendedRecommender(ModelWrapper):
     """``base`` (trained on ``base.num_users`` x ``base.num_items``) serving ``len(new_user_histories)`` more users
     and ``new_items.shape[0]`` more items.
 
@@ -38,8 +38,7 @@ class ExtendedRecommender(Recommender):
     new_items: Tensor
 
     def __init__(self, base: Recommender, new_items: Tensor, new_user_histories: Sequence[Tensor]) -> None:
-        super().__init__(base.num_users + len(new_user_histories), base.num_items + new_items.shape[0])
-        self.base = base
+        super().__init__(base, base.num_users + len(new_user_histories), base.num_items + new_items.shape[0])
         self.old_users, self.old_items = base.num_users, base.num_items
         self.register_buffer("new_items", new_items.detach().clone(), persistent=False)
         self.histories = [torch.as_tensor(h, dtype=torch.long) for h in new_user_histories]
@@ -83,12 +82,12 @@ class ExtendedRecommender(Recommender):
     def history_vectors(self, histories: Sequence[Tensor], user_emb: Tensor, item_emb: Tensor) -> Tensor:
         return self.base.history_vectors(self._known(histories), user_emb[: self.old_users], item_emb[: self.old_items])
 
-    def item_representations(self) -> Tensor:
-        """The base model's shared item space (when it has one), with the new items' vectors mapped into it."""
-        shared = getattr(self.base, "item_representations", None)
-        if shared is None:
-            return self.forward()[1]
-        old = shared()
+    def item_representations(self) -> Tensor | None:
+        """The base model's shared item space (when it has one: None otherwise), with the new items' vectors mapped
+        into it."""
+        old = self.base.item_representations()
+        if old is None:
+            return None
         d = old.shape[1]
         new = self.new_items
         if new.shape[1] != d:  # block vectors (one block per scene, + a bias column): sum the blocks

@@ -3,7 +3,8 @@
 Every model is a :class:`Recommender`: ``forward()`` gives the final user (U, d) and item (I, d) representations,
 ``score(users)`` their dot products (b, I) for full ranking, ``regularized(users, pos, neg)`` the L2 penalty of the
 batch's layer-0 embeddings for the BPR objective. Hyper-parameters are typed constructor arguments, in the style of
-PyG's ``torch_geometric.nn.models.LightGCN``.
+PyG's ``torch_geometric.nn.models.LightGCN``; each model records its own (:meth:`Recommender.hyperparameters`) and
+is built again from them and the graph by :meth:`Recommender.from_inputs` (what loading a saved model does).
 
 Initialisation follows RecBole: BPR-MF embeddings ``xavier_normal_``, LightGCN embeddings ``xavier_uniform_`` (each
 embedding table on its own, so the scale depends on its number of rows).
@@ -13,14 +14,26 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from scenerec.gnn.propagation import propagate
+from scenerec.gnn.propagation import normalized_adjacency, propagate
 
-__all__ = ["BPRMF", "LightGCN", "MostPopular", "Recommender", "deepcopy_with_sparse"]
+if TYPE_CHECKING:
+    from scenerec.gnn.data import CSR, GraphInputs
+
+__all__ = [
+    "BPRMF",
+    "LightGCN",
+    "ModelWrapper",
+    "MostPopular",
+    "Recommender",
+    "deepcopy_with_sparse",
+    "training_adjacency",
+]
 
 M = TypeVar("M", bound=torch.nn.Module)
 
@@ -45,7 +58,8 @@ def deepcopy_with_sparse(module: M, memo: dict[int, Any], sparse: Sequence[Tenso
 
 
 class Recommender(torch.nn.Module):
-    """Base class: subclasses set ``num_users`` / ``num_items`` and implement :meth:`forward`."""
+    """Base class: subclasses set ``num_users`` / ``num_items``, implement :meth:`forward` and
+    :meth:`from_inputs`, and record their constructor arguments in ``self._hparams``."""
 
     num_users: int
     num_items: int
@@ -56,6 +70,19 @@ class Recommender(torch.nn.Module):
             raise ValueError(f"num_users and num_items must be >= 0, got {num_users} and {num_items}")
         self.num_users = int(num_users)
         self.num_items = int(num_items)
+        self._hparams: dict[str, Any] = {}
+
+    @classmethod
+    def from_inputs(cls, inputs: GraphInputs, **hparams: Any) -> Recommender:
+        """A new (untrained) model of this class for the graph ``inputs``, with the constructor arguments
+        ``hparams`` (those :meth:`hyperparameters` recorded): how a saved model is built again before its weights
+        are loaded."""
+        raise NotImplementedError(f"{cls.__name__} does not implement from_inputs")
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The constructor arguments this model was built with (besides the graph and its sizes), JSON-serialisable:
+        ``type(model).from_inputs(inputs, **model.hyperparameters())`` builds the same model."""
+        return dict(self._hparams)
 
     def forward(self) -> tuple[Tensor, Tensor]:
         """The final user (U, d) and item (I, d) representations."""
@@ -90,6 +117,21 @@ class Recommender(torch.nn.Module):
             rows.append(item_emb[items].mean(0) if items.numel() else item_emb.new_zeros(item_emb.shape[1]))
         return torch.stack(rows) if rows else item_emb.new_zeros(0, item_emb.shape[1])
 
+    @property
+    def encodes_text(self) -> bool:
+        """Whether :meth:`encode_new_items` can represent a new item from its text embedding (False here)."""
+        return False
+
+    def encode_new_items(self, text: Tensor, scene: Tensor) -> Tensor:
+        """Scoring vectors (n, d) of items added after training, from their text embeddings ``text`` (n, t) and
+        scenes ``scene`` (n,), without retraining; only models with :attr:`encodes_text` can."""
+        raise ValueError(f"{type(self).__name__} cannot represent an item from its text alone")
+
+    def item_representations(self) -> Tensor | None:
+        """Item vectors (I, d) in one space for all scenes, for item-item similarity, when the model's scoring
+        vectors are not (e.g. per-scene blocks); None: compare the scoring vectors of :meth:`forward`."""
+        return None
+
     def reset_parameters(self) -> None:
         """Re-initialises all trainable parameters (none in the base class)."""
 
@@ -113,6 +155,17 @@ class MostPopular(Recommender):
             raise ValueError(f"item_counts must have shape (num_items,), got {tuple(item_counts.shape)}")
         super().__init__(num_users, item_counts.numel())
         self.register_buffer("item_counts", item_counts.detach().clone().float())
+
+    @classmethod
+    def from_inputs(cls, inputs: GraphInputs, **hparams: Any) -> MostPopular:
+        """The training interaction counts of ``inputs.train``'s items (no hyper-parameters)."""
+        return cls.from_train(inputs.train, **hparams)
+
+    @classmethod
+    def from_train(cls, train: CSR) -> MostPopular:
+        """The popularity of the items of the training pairs ``train``: their interaction counts."""
+        counts = np.bincount(train.indices, minlength=train.shape[1]).astype(np.float32)
+        return cls(torch.from_numpy(counts), num_users=train.shape[0])
 
     def forward(self) -> tuple[Tensor, Tensor]:
         """Users: ones (U, 1); items: their counts (I, 1); so the dot product is the item count."""
@@ -142,9 +195,15 @@ class BPRMF(Recommender):
     def __init__(self, num_users: int, num_items: int, dim: int = 64) -> None:
         super().__init__(num_users, num_items)
         self.dim = dim
+        self._hparams = {"dim": int(dim)}
         self.user_embedding = torch.nn.Embedding(num_users, dim)
         self.item_embedding = torch.nn.Embedding(num_items, dim)
         self.reset_parameters()
+
+    @classmethod
+    def from_inputs(cls, inputs: GraphInputs, **hparams: Any) -> BPRMF:
+        """The graph's sizes with ``hparams`` (``dim``)."""
+        return cls(inputs.num_users, inputs.num_items, **hparams)
 
     def reset_parameters(self) -> None:
         """``xavier_normal_`` on both embedding tables."""
@@ -201,11 +260,17 @@ class LightGCN(Recommender):
             raise ValueError(f"alpha needs num_layers + 1 = {num_layers + 1} weights, got {len(weights)}")
         self.dim = dim
         self.num_layers = num_layers
+        self._hparams = {"dim": int(dim), "num_layers": int(num_layers), "alpha": weights}
         self.register_buffer("adj", adj, persistent=False)
         self.register_buffer("alpha", torch.tensor(weights))
         self.user_embedding = torch.nn.Embedding(num_users, dim)
         self.item_embedding = torch.nn.Embedding(num_items, dim)
         self.reset_parameters()
+
+    @classmethod
+    def from_inputs(cls, inputs: GraphInputs, **hparams: Any) -> LightGCN:
+        """LightGCN over the normalised adjacency of the training pairs ``inputs.train`` (not the item links)."""
+        return cls(inputs.num_users, inputs.num_items, training_adjacency(inputs.train), **hparams)
 
     def reset_parameters(self) -> None:
         """``xavier_uniform_`` on both embedding tables."""
@@ -229,3 +294,42 @@ class LightGCN(Recommender):
     def regularized(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
         """L2 penalty of the batch's layer-0 (ego) embeddings, see :meth:`Recommender.regularized`."""
         return _l2_of_batch(self.user_embedding, self.item_embedding, users, pos, neg)
+
+
+def training_adjacency(train: CSR) -> Tensor:
+    """The normalised symmetric user-item adjacency (CSR, users first) of the training pairs ``train``."""
+    edge_index = torch.from_numpy(np.stack([train.rows(), train.indices]).astype(np.int64))
+    return normalized_adjacency(edge_index, train.shape[0], train.shape[1])
+
+
+class ModelWrapper(Recommender):
+    """A recommender around another one (``base``) that changes some of its scoring: everything it does not
+    override is the base model's (representations, new items, the shared item space, regularisation, parameters)."""
+
+    def __init__(self, base: Recommender, num_users: int | None = None, num_items: int | None = None) -> None:
+        super().__init__(
+            base.num_users if num_users is None else num_users, base.num_items if num_items is None else num_items
+        )
+        self.base = base
+
+    def forward(self) -> tuple[Tensor, Tensor]:
+        return self.base.forward()
+
+    def regularized(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
+        return self.base.regularized(users, pos, neg)
+
+    def reset_parameters(self) -> None:
+        self.base.reset_parameters()
+
+    def history_vectors(self, histories: Sequence[Tensor], user_emb: Tensor, item_emb: Tensor) -> Tensor:
+        return self.base.history_vectors(histories, user_emb, item_emb)
+
+    @property
+    def encodes_text(self) -> bool:
+        return self.base.encodes_text
+
+    def encode_new_items(self, text: Tensor, scene: Tensor) -> Tensor:
+        return self.base.encode_new_items(text, scene)
+
+    def item_representations(self) -> Tensor | None:
+        return self.base.item_representations()

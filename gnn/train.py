@@ -5,32 +5,27 @@
 * :func:`fit`: Adam on the BPR loss ``-log sigmoid(s_pos - s_neg)`` + ``weight_decay * model.regularized(...)``;
   one shuffled pass over all training pairs per epoch; validation NDCG@k (full ranking, train items excluded) every
   ``eval_every`` epochs; the best state is kept and restored; stops after ``patience`` evaluations without improvement.
-* :func:`save_artifact` / :func:`load_artifact` / :func:`build_model`: a folder with ``weights.pt``, ``meta.json``
-  and ``idmap.json``, from which the same model (same scores) is rebuilt.
+
+The loop knows no concrete model: it trains any :class:`~scenerec.gnn.models.Recommender` through ``forward``,
+``score``, ``regularized`` and ``reset_parameters``. Saved models: :mod:`scenerec.gnn.artifact`; the item-item
+channel fused after training: :mod:`scenerec.gnn.fusion`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import platform
 import secrets
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
-from scenerec.errors import StoreFileError
 from scenerec.gnn.evaluate import CSR, evaluate_scores
-from scenerec.gnn.models import BPRMF, LightGCN, MostPopular, Recommender
-from scenerec.gnn.scenegnn import GraphInputs, SceneGNN
-from scenerec.ids import IdMap
-from scenerec.storefiles import read_idmap_file, read_json_file, read_torch_state
+from scenerec.gnn.models import Recommender
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +34,6 @@ Progress = Callable[[dict[str, Any]], None]
 
 #: Training objectives of :class:`TrainConfig`.
 LOSSES = ("bpr", "softmax")
-
-#: Files of an artifact folder.
-WEIGHTS, META, IDMAP = "weights.pt", "meta.json", "idmap.json"
 
 
 @dataclass(frozen=True)
@@ -437,406 +429,12 @@ def _fit(
     return FitResult(best_epoch, best_valid, seed, history, seconds_to_best, time.perf_counter() - t0)
 
 
-@dataclass
-class ItemItemReport:
-    """What :func:`tune_item_item` chose per scene index: ``reg`` (EASE's L2; 0 for item kNN), ``alpha`` and
-    ``beta`` (item kNN's exponents; absent for EASE), ``weight`` (the fusion weight, 0: the channel is off for that
-    scene), the validation NDCG of the graph model alone (``base``), of the item-item weights alone (``item_item``)
-    and fused (``fused``); ``skipped``: scenes too large for the channel."""
+def __getattr__(name: str) -> Any:
+    """Names that moved: the artifact functions to :mod:`scenerec.gnn.artifact`, the item-item channel's tuning to
+    :mod:`scenerec.gnn.fusion` (still importable from here)."""
+    from scenerec.gnn import artifact, fusion
 
-    scenes: dict[int, dict[str, float]] = field(default_factory=dict)
-    skipped: list[int] = field(default_factory=list)
-    seconds: float = 0.0
-
-
-#: Item-kNN exponents ``(alpha, beta)`` that :func:`tune_item_item` tries (:meth:`ItemItem.fit_knn`): the cosine,
-#: asymmetric cosines that normalise popular target items less, and plain co-occurrence counts.
-KNN_EXPONENTS: tuple[tuple[float, float], ...] = (
-    (0.5, 0.5),
-    (0.5, 0.25),
-    (0.25, 0.25),
-    (0.5, 0.0),
-    (0.25, 0.0),
-    (0.0, 0.0),
-)
-
-
-class _SceneScores:
-    """One scene's validation users' scores for :func:`tune_item_item`'s item-kNN choice: the graph model's
-    (``base_fn``) and the channel's (:meth:`set_channel`, once per fit). When both fit in ``budget`` bytes they are
-    kept as (users, scene items) float32 matrices, so that each fusion weight is a dense sum rather than a new sparse
-    product; otherwise every call recomputes them (the same values)."""
-
-    def __init__(
-        self,
-        valid: CSR,
-        items: np.ndarray,
-        n_items: int,
-        budget: int,
-        base_fn: Callable[[torch.Tensor], torch.Tensor],
-    ) -> None:
-        self.users = np.unique(valid.rows()[np.isin(valid.indices, items)])
-        self.items = torch.as_tensor(items, dtype=torch.long)
-        self.n_items = n_items
-        self.row = np.full(valid.shape[0], -1, dtype=np.int64)
-        self.row[self.users] = np.arange(len(self.users))
-        self.cached = 2 * 4 * len(self.users) * len(items) <= budget
-        self.base_fn = base_fn
-        self.channel_fn = base_fn
-        self.base = self._collect(base_fn) if self.cached else None
-        self.channel: torch.Tensor | None = None
-
-    def _collect(self, score_fn: Callable[[torch.Tensor], torch.Tensor], batch: int = 1024) -> torch.Tensor:
-        parts = [torch.zeros(0, len(self.items))]
-        for start in range(0, len(self.users), batch):
-            u = torch.as_tensor(self.users[start : start + batch], dtype=torch.long)
-            parts.append(score_fn(u).detach().float().cpu().index_select(1, self.items))
-        return torch.cat(parts)
-
-    def set_channel(self, channel_fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
-        self.channel_fn = channel_fn
-        self.channel = self._collect(channel_fn) if self.cached else None
-
-    def _part(
-        self, kept: torch.Tensor | None, score_fn: Callable[[torch.Tensor], torch.Tensor], u: torch.Tensor
-    ) -> torch.Tensor:
-        """(b, n_items) scores of ``u``: the kept rows on the scene's items (0 elsewhere), or recomputed."""
-        if kept is None:
-            return score_fn(u)
-        out = torch.zeros(len(u), self.n_items)
-        out[:, self.items] = kept[torch.as_tensor(self.row[u.cpu().numpy()])]
-        return out
-
-    def score_fn(self, with_base: bool, weight: float) -> Callable[[torch.Tensor], torch.Tensor]:
-        """Scores ``base + weight * channel`` (without ``base`` when ``with_base`` is false; no channel at 0)."""
-
-        def score(u: torch.Tensor) -> torch.Tensor:
-            out = self._part(self.base, self.base_fn, u) if with_base else torch.zeros(len(u), self.n_items)
-            if weight:
-                out = out + self._part(self.channel, self.channel_fn, u) * weight
-            return out
-
-        return score
-
-
-def tune_item_item(
-    model: Recommender,
-    train: CSR,
-    valid: CSR,
-    item_scene: np.ndarray | None = None,
-    *,
-    regs: tuple[float, ...] = (100.0, 250.0, 500.0, 1000.0),
-    exponents: tuple[tuple[float, float], ...] = KNN_EXPONENTS,
-    weights: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0),
-    k: int = 10,
-    top_k: int = 256,
-    knn_top_k: int = 1024,
-    max_items: int = 20_000,
-    cache_bytes: int = 1 << 30,
-    progress: Callable[[int, int], None] | None = None,
-) -> ItemItemReport:
-    """Fit the item-item channel of a trained :class:`~scenerec.gnn.scenegnn.SceneGNN` and choose its settings per
-    scene on the validation pairs (NDCG@``k``, full ranking within the scene); the graph model itself is not changed.
-
-    * EASE (``item_item_kind="ease"``): ``reg`` among ``regs`` by the channel alone, then the fusion weight among
-      ``weights`` (0 keeps the graph model alone).
-    * item kNN (``item_item_kind="knn"``, :meth:`ItemItem.fit_knn`, weights across scenes, the ``knn_top_k``
-      largest per item: the forms that let popularity in need more neighbours than EASE's ``top_k``): the exponents
-      among ``exponents`` and the fusion weight together, by the fused NDCG (``regs`` unused).
-
-    Models without the channel are left as they are (an empty report). ``progress(done, total)`` is called after
-    each fit of the weights (on a large catalogue each takes seconds, and every one is evaluated on all weights).
-    For item kNN, the validation users' graph-model and channel scores on each scene's items are computed once per
-    fit and each fusion weight is a dense sum of the two, when both fit in ``cache_bytes``; otherwise every weight
-    recomputes the scores (the same choice, more time).
-    """
-    t0 = time.perf_counter()
-    report = ItemItemReport()
-    channel = getattr(model, "item_item_channel", None)
-    if not isinstance(model, SceneGNN) or channel is None:
-        return report
-    n_items = train.shape[1]
-    scene = np.zeros(n_items, dtype=np.int64) if item_scene is None else np.asarray(item_scene, dtype=np.int64)
-    groups = [int(g) for g in np.unique(scene)]
-    candidates = {g: np.flatnonzero(scene == g) for g in groups}
-    monitor = f"ndcg@{k}"
-    if 0.0 not in weights:
-        weights = (0.0, *weights)
-
-    def scene_ndcg(score_fn: Callable[[torch.Tensor], torch.Tensor], g: int) -> float:
-        has = np.isin(valid.indices, candidates[g])
-        if not has.any():
-            return 0.0
-        return evaluate_scores(score_fn, train, valid, ks=(k,), candidate_items=candidates[g])[monitor]
-
-    fusion_index = {g: max(g, 0) for g in groups}
-    n_fusion = max(groups) + 1 if max(groups) >= 0 else 1
-
-    def per_scene(values: dict[int, float], default: float) -> list[float]:
-        """A value per scene index as the fitters read it (items without a scene read index 0)."""
-        out = [default] * n_fusion
-        for g, v in values.items():
-            out[fusion_index[g]] = v
-        return out
-
-    model.eval()
-    with torch.no_grad():
-        if getattr(model, "item_item_kind", "ease") == "knn":
-            model.fusion.zero_()  # the graph model alone; fused scores are summed by _SceneScores
-            user_emb, item_emb = model()
-            scores = {
-                g: _SceneScores(
-                    valid, candidates[g], n_items, cache_bytes, lambda u: model.score(u, user_emb, item_emb)
-                )
-                for g in groups
-            }
-            base = {g: scene_ndcg(scores[g].score_fn(True, 0.0), g) for g in groups}
-            # per scene: (fused NDCG, weight, exponents, channel-alone NDCG)
-            best: dict[int, tuple[float, float, tuple[float, float], float]] = {}
-            for step, pair in enumerate(exponents):
-                if progress is not None:
-                    progress(step, len(exponents))
-                channel.fit_knn(train, scene, top_k=knn_top_k, alpha=pair[0], beta=pair[1])
-
-                def channel_fn(u: torch.Tensor) -> torch.Tensor:
-                    return channel.scores(model.train_rows(u.cpu()))
-
-                for g in groups:
-                    scores[g].set_channel(channel_fn)
-                    alone = scene_ndcg(scores[g].score_fn(False, 1.0), g)
-                    for w in weights:
-                        value = base[g] if w == 0.0 else scene_ndcg(scores[g].score_fn(True, w), g)
-                        if g not in best or value > best[g][0]:
-                            best[g] = (value, w, pair, alone)
-            alphas = {g: best[g][2][0] for g in best}
-            betas = {g: best[g][2][1] for g in best}
-            channel.fit_knn(train, scene, top_k=knn_top_k, alpha=per_scene(alphas, 0.5), beta=per_scene(betas, 0.5))
-            if progress is not None:
-                progress(len(exponents), len(exponents))
-            model.fusion.zero_()
-            for g, (value, w, pair, alone) in best.items():
-                model.fusion[fusion_index[g]] = w
-                report.scenes[g] = {
-                    "reg": 0.0,
-                    "alpha": pair[0],
-                    "beta": pair[1],
-                    "weight": w,
-                    "base": base[g],
-                    "item_item": alone,
-                    "fused": value,
-                }
-            report.seconds = time.perf_counter() - t0
-            log.info("item-item channel: %s (%.1f s)", report.scenes, report.seconds)
-            return report
-
-        best_reg: dict[int, tuple[float, float]] = {}
-        for step, reg in enumerate(regs):
-            if progress is not None:
-                progress(step, len(regs) + 1)
-            channel.fit(train, scene, reg, top_k=top_k, max_items=max_items)
-            for g in groups:
-                if g in channel.skipped_scenes:
-                    continue
-                value = scene_ndcg(lambda u: channel.scores(model.train_rows(u.cpu())), g)
-                if g not in best_reg or value > best_reg[g][1]:
-                    best_reg[g] = (reg, value)
-        report.skipped = sorted(set(groups) - set(best_reg))
-        if not best_reg:
-            channel.fit(train, scene, regs[0], top_k=top_k, max_items=0)
-            model.fusion.zero_()
-            report.seconds = time.perf_counter() - t0
-            return report
-        if progress is not None:
-            progress(len(regs), len(regs) + 1)
-        channel.fit(
-            train, scene, per_scene({g: r for g, (r, _) in best_reg.items()}, regs[0]), top_k=top_k, max_items=max_items
-        )
-        user_emb, item_emb = model()
-        results: dict[int, dict[float, float]] = {g: {} for g in best_reg}
-        for w in weights:
-            model.fusion.fill_(w)
-            for g in best_reg:
-                results[g][w] = scene_ndcg(lambda u: model.score(u, user_emb, item_emb), g)
-        model.fusion.zero_()
-        for g in best_reg:
-            w_best = max(weights, key=lambda w: (results[g][w], -w))
-            model.fusion[fusion_index[g]] = w_best
-            report.scenes[g] = {
-                "reg": best_reg[g][0],
-                "weight": w_best,
-                "base": results[g].get(0.0, float("nan")),
-                "item_item": best_reg[g][1],
-                "fused": results[g][w_best],
-            }
-        if progress is not None:
-            progress(len(regs) + 1, len(regs) + 1)
-    report.seconds = time.perf_counter() - t0
-    log.info("item-item channel: %s (%.1f s)", report.scenes, report.seconds)
-    return report
-
-
-# --- artifacts -------------------------------------------------------------------------------------------------------
-
-#: Constructor arguments recorded per model class (besides ``num_users`` and ``num_items``), read from attributes.
-_HPARAMS = (
-    "dim",
-    "num_layers",
-    "alpha",
-    "temperature",
-    "item_ids",
-    "use_text",
-    "use_kg",
-    "scene_film",
-    "kg_min_items",
-    "gate",
-    "view_dropout",
-    "item_bias",
-    "cold_dropout",
-    "item_item_kind",
-)
-
-#: SceneGNN and its subclasses that :func:`build_model` can rebuild, by class name (see :func:`register_model_class`).
-MODEL_CLASSES: dict[str, type[SceneGNN]] = {"SceneGNN": SceneGNN}
-
-
-def register_model_class(cls: type[SceneGNN]) -> type[SceneGNN]:
-    """Make a :class:`SceneGNN` subclass (built from ``GraphInputs`` and keyword hyper-parameters) loadable by
-    :func:`build_model`; modules to the right of ``gnn`` (e.g. :mod:`scenerec.transfer`) register theirs."""
-    MODEL_CLASSES[cls.__name__] = cls
-    return cls
-
-
-def hyperparameters(model: Recommender) -> dict[str, Any]:
-    """The constructor arguments of ``model`` that can be read back from it (sizes, ``dim``, ``num_layers``, ...)."""
-    out: dict[str, Any] = {"class": type(model).__name__, "num_users": model.num_users, "num_items": model.num_items}
-    for name in _HPARAMS:
-        value = getattr(model, name, None)
-        if isinstance(value, torch.Tensor):
-            value = value.tolist()
-        if value is not None and not callable(value):
-            out[name] = value
-    if isinstance(model, SceneGNN):
-        channel = model.item_item_channel
-        out["item_item"] = channel is not None
-        out["item_item_nnz"] = channel.nnz if channel is not None else 0
-    return out
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def save_artifact(
-    path: str | Path,
-    model_name: str,
-    model: Recommender,
-    config: TrainConfig,
-    result: FitResult,
-    idmap: IdMap,
-    extra: Mapping[str, Any] | None = None,
-) -> Path:
-    """Write the folder ``path`` (created) with ``weights.pt`` (the state dict), ``meta.json`` and ``idmap.json``.
-
-    ``meta.json``: ``model`` (``model_name``), ``hyperparameters`` (:func:`hyperparameters`), ``config``, ``seed``,
-    ``best_epoch``, ``metrics`` (validation at the best epoch), times, ``history``, ``versions`` and ``extra``
-    (anything JSON-serialisable the caller adds, e.g. the test metrics or the dataset name). Returns the folder.
-    """
-    import scenerec
-
-    folder = Path(path)
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), folder / WEIGHTS)
-    meta = {
-        "model": model_name,
-        "hyperparameters": hyperparameters(model),
-        "config": asdict(config),
-        "seed": result.seed,
-        "best_epoch": result.best_epoch,
-        "metrics": {"valid": result.best_valid},
-        "seconds_to_best": result.seconds_to_best,
-        "seconds_total": result.seconds_total,
-        "history": result.history,
-        "versions": {
-            "scenerec": scenerec.__version__,
-            "torch": torch.__version__,
-            "numpy": np.__version__,
-            "python": platform.python_version(),
-        },
-        "extra": dict(extra or {}),
-    }
-    (folder / META).write_text(json.dumps(_jsonable(meta), indent=2), encoding="utf-8")
-    idmap.save(folder / IDMAP)
-    return folder
-
-
-def load_artifact(path: str | Path, fix: str = "") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """``(state_dict, meta)`` of an artifact folder written by :func:`save_artifact` (``meta["idmap"]``: the
-    :class:`IdMap`). Rebuild the model with :func:`build_model`. A missing, truncated or foreign file raises
-    :class:`~scenerec.errors.StoreFileError` naming it, with ``fix`` (what to do) appended."""
-    folder = Path(path)
-    fix = fix or "train and save the model again"
-    meta = read_json_file(folder / META, fix)
-    _check_meta(folder / META, meta, fix)
-    state = read_torch_state(folder / WEIGHTS, fix)
-    meta["idmap"] = read_idmap_file(folder / IDMAP, fix)
-    return state, meta
-
-
-def _check_meta(path: Path, meta: dict[str, Any], fix: str) -> None:
-    """``meta.json`` has what :func:`build_model` reads: ``model``, and ``hyperparameters`` with ``class`` and
-    non-negative ``num_users`` / ``num_items``."""
-    hp = meta.get("hyperparameters")
-    if not isinstance(meta.get("model"), str) or not isinstance(hp, dict) or not isinstance(hp.get("class"), str):
-        raise StoreFileError(path, "lacks the model name or its hyperparameters (class, sizes)", fix)
-    for key in ("num_users", "num_items"):
-        value = hp.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise StoreFileError(path, f"hyperparameters.{key} is {value!r}, not a non-negative integer", fix)
-
-
-def build_model(
-    meta: Mapping[str, Any],
-    state_dict: Mapping[str, torch.Tensor] | None = None,
-    *,
-    adj: torch.Tensor | None = None,
-    inputs: GraphInputs | None = None,
-) -> Recommender:
-    """A model of the class and sizes in ``meta["hyperparameters"]``, loaded with ``state_dict`` when given.
-
-    :class:`LightGCN` needs ``adj``, the normalised adjacency of the training graph
-    (:func:`scenerec.gnn.propagation.normalized_adjacency`); :class:`SceneGNN` needs ``inputs``, the same
-    :class:`GraphInputs` it was trained with (training pairs, scenes, text features, KG facts).
-    """
-    hp = dict(meta["hyperparameters"])
-    cls, n_users, n_items = hp.pop("class"), int(hp.pop("num_users")), int(hp.pop("num_items"))
-    model: Recommender
-    if cls == "MostPopular":
-        model = MostPopular(torch.zeros(n_items), num_users=n_users)
-    elif cls == "BPRMF":
-        model = BPRMF(n_users, n_items, **hp)
-    elif cls == "LightGCN":
-        if adj is None:
-            raise ValueError("LightGCN needs adj, the training graph's normalized_adjacency")
-        model = LightGCN(n_users, n_items, adj, **hp)
-    elif cls in MODEL_CLASSES:
-        if inputs is None:
-            raise ValueError(f"{cls} needs inputs, the GraphInputs it was trained with")
-        if (inputs.num_users, inputs.num_items) != (n_users, n_items):
-            raise ValueError(
-                f"inputs have {inputs.num_users} users x {inputs.num_items} items, the model {n_users} x {n_items}"
-            )
-        model = MODEL_CLASSES[cls](inputs, **hp)
-    else:
-        raise ValueError(f"unknown model class {cls!r}")
-    if state_dict is not None:
-        model.load_state_dict(dict(state_dict))
-    model.eval()
-    return model
+    for module in (artifact, fusion):
+        if name in module.__all__:
+            return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

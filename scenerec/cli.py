@@ -21,6 +21,7 @@ import pandas as pd
 from scenerec import __version__
 from scenerec.config import EmbedConfig
 from scenerec.errors import ConfigError, ScenerecError, StoreFileError
+from scenerec.registry import DEFAULT_RECOMMENDER, MODELS
 
 SAMPLE = Path(__file__).resolve().parent / "sample_data" / "amazon_arts_office"
 
@@ -859,9 +860,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", required=True)
     p.add_argument(
         "--model",
-        default="scenegnn",
-        help="scenegnn (scenerec's main model, the default), crossscene (SceneGNN + SAME_AS item links + the "
-        "per-scene transfer gate), lightgcn, bpr or pop",
+        default=DEFAULT_RECOMMENDER,
+        choices=MODELS.names(),
+        help="; ".join(f"{name}: {spec.description}" for name, spec in MODELS.items())
+        + f" (default {DEFAULT_RECOMMENDER})",
     )
     p.add_argument("--seed", type=int, default=None, help="training seed (default: drawn and printed)")
     p.add_argument("--epochs", type=int, default=None, help="maximum epochs (default 300, early stopping)")

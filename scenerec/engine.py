@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -32,6 +31,7 @@ from scenerec.kg import (
 from scenerec.kg.lock import StagedGeneration, StoreLock
 from scenerec.kg.rebuild import GRAPH_FILE
 from scenerec.llm import DEFAULT_MODEL, TextEncoder
+from scenerec.registry import DEFAULT_RECOMMENDER, MODELS
 from scenerec.storefiles import fit_hint, read_npz_file, rebuild_hint
 
 if TYPE_CHECKING:
@@ -46,131 +46,14 @@ if TYPE_CHECKING:
 MODEL_DIR = "model"
 SPLITS_FILE = "splits.npz"
 
-
-def _adjacency(train: CSR) -> torch.Tensor:
-    """The normalised user-item adjacency of the training pairs (for LightGCN)."""
-    import torch
-
-    from scenerec.gnn import normalized_adjacency
-
-    edge_index = torch.from_numpy(np.stack([train.rows(), train.indices]).astype(np.int64))
-    return normalized_adjacency(edge_index, train.shape[0], train.shape[1])
-
-
-def _most_popular(inputs: GraphInputs) -> Recommender:
-    import torch
-
-    from scenerec.gnn import MostPopular
-
-    train = inputs.train
-    counts = np.bincount(train.indices, minlength=train.shape[1]).astype(np.float32)
-    return MostPopular(torch.from_numpy(counts), num_users=train.shape[0])
-
-
-def _bprmf(inputs: GraphInputs) -> Recommender:
-    from scenerec.gnn import BPRMF
-
-    return BPRMF(inputs.num_users, inputs.num_items, dim=64)
-
-
-def _lightgcn(inputs: GraphInputs) -> Recommender:
-    from scenerec.gnn import LightGCN
-
-    return LightGCN(inputs.num_users, inputs.num_items, _adjacency(inputs.train), dim=64, num_layers=2)
-
-
-def _scenegnn(inputs: GraphInputs, **options: Any) -> Recommender:
-    from scenerec.gnn import SceneGNN
-
-    return SceneGNN(inputs, **options)
-
-
-def _crossscene(inputs: GraphInputs, **options: Any) -> Recommender:
-    from scenerec.transfer import CrossSceneGNN
-
-    return CrossSceneGNN(inputs, **{**CROSSSCENE_KW, **options})
-
-
-#: :class:`~scenerec.transfer.CrossSceneGNN`'s settings for ``fit("crossscene")``, the ones
-#: ``benchmarks/transfer.py`` measures; the item-item channel is item kNN across scenes (``--item-item knn`` there),
-#: so that a history in one scene scores another's items (weighted per scene on the validation split).
-CROSSSCENE_KW: dict[str, Any] = {
-    "gate": True,
-    "view_dropout": 0.5,
-    "item_bias": True,
-    "item_ids": "all",
-    "item_item_kind": "knn",
-}
-
-
-#: The ``options`` :meth:`Engine.fit` accepts per model: name -> (type, accepts(value), the accepted range in words).
-_OptionSpec = tuple[type, Callable[[Any], bool], str]
-_BOOL: _OptionSpec = (bool, lambda v: True, "true or false")
-
-
-def _choice(*names: str) -> _OptionSpec:
-    return (str, lambda v: v in names, "one of " + ", ".join(names))
-
-
-_SCENEGNN_OPTIONS: dict[str, _OptionSpec] = {
-    "dim": (int, lambda v: v >= 1, "an integer >= 1"),
-    "num_layers": (int, lambda v: v >= 0, "an integer >= 0"),
-    "temperature": (float, lambda v: v > 0, "a number > 0"),
-    "item_ids": _choice("all", "missing", "none"),
-    "use_text": _BOOL,
-    "use_kg": _BOOL,
-    "scene_film": _BOOL,
-    "item_item": _BOOL,
-    "item_item_nnz": (int, lambda v: v >= 0, "an integer >= 0"),
-    "kg_min_items": (int, lambda v: v >= 1, "an integer >= 1"),
-    "item_item_kind": _choice("ease", "knn"),
-}
-MODEL_OPTIONS: dict[str, dict[str, _OptionSpec]] = {
-    "scenegnn": _SCENEGNN_OPTIONS,
-    "crossscene": {
-        **_SCENEGNN_OPTIONS,
-        "gate": _BOOL,
-        "view_dropout": (float, lambda v: 0 <= v < 1, "a number in [0, 1)"),
-        "item_bias": _BOOL,
-        "cold_dropout": (float, lambda v: 0 <= v < 1, "a number in [0, 1)"),
-    },
-}
-
-
-def _of_type(value: Any, kind: type) -> bool:
-    if kind is bool or isinstance(value, bool):
-        return kind is bool and isinstance(value, bool)
-    if kind is float:
-        return isinstance(value, (int, float)) and math.isfinite(value)
-    return isinstance(value, kind)
+#: ``crossscene``'s preset (:data:`scenerec.registry.MODELS`), under its former name.
+CROSSSCENE_KW = MODELS["crossscene"].preset
 
 
 def check_model_options(model: str, options: dict[str, Any] | None) -> None:
-    """:class:`ConfigError` naming the first option of ``fit(model, options=...)`` that the model does not take or
-    whose value is of the wrong type or out of range (with the accepted range)."""
-    if not options:
-        return
-    accepted = MODEL_OPTIONS.get(model)
-    if accepted is None:
-        raise ConfigError(f"model {model!r} takes no options (got {', '.join(options)})")
-    for key, value in options.items():
-        if key not in accepted:
-            raise ConfigError(f"model {model!r} has no option {key!r}; its options: {', '.join(sorted(accepted))}")
-        kind, accepts, wanted = accepted[key]
-        if not (_of_type(value, kind) and accepts(value)):
-            raise ConfigError(f"model option {key}={json.dumps(value)}: expected {wanted}")
-
-
-def _bpr_config() -> TrainConfig:
-    from scenerec.gnn import TrainConfig
-
-    return TrainConfig()
-
-
-def _softmax_config() -> TrainConfig:
-    from scenerec.gnn import TrainConfig
-
-    return TrainConfig(loss="softmax", lr=1e-2, batch_size=256, weight_decay=0.0, patience=20)
+    """:class:`ConfigError` naming an unknown model, or the first of ``options`` the model does not take or whose
+    value is of the wrong type or out of range (:meth:`scenerec.registry.ModelSpec.check_options`)."""
+    MODELS[model].check_options(options)
 
 
 def _run_label(
@@ -189,41 +72,6 @@ def _run_label(
     if alignment is not None and alignment != default_alignment:
         parts.append(f"alignment={'on' if alignment else 'off'}")
     return f"{model} [{', '.join(parts)}]" if parts else model
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """A recommender :meth:`Engine.fit` can train: ``factory(inputs, **options) -> untrained model`` (``options``:
-    constructor arguments, where the model takes any) and its default :class:`~scenerec.gnn.TrainConfig`
-    (``config()``)."""
-
-    factory: Callable[..., Recommender]
-    config: Callable[[], TrainConfig]
-    description: str
-    alignment: bool = False
-    """Whether the model follows the stored ``SAME_AS`` item links by default (``fit(alignment=None)``)."""
-
-
-#: The recommenders :meth:`Engine.fit` can train, by name.
-MODELS: dict[str, ModelSpec] = {
-    "scenegnn": ModelSpec(
-        _scenegnn,
-        _softmax_config,
-        "scenerec's main model: text-initialised, relation-aware, scene-adapted GNN + item-item channel",
-    ),
-    "crossscene": ModelSpec(
-        _crossscene,
-        _softmax_config,
-        "cross-scene transfer: SceneGNN on the joint graph + SAME_AS item links + the per-scene gate",
-        alignment=True,
-    ),
-    "lightgcn": ModelSpec(_lightgcn, _bpr_config, "LightGCN, 2 layers, 64-d, BPR"),
-    "bpr": ModelSpec(_bprmf, _bpr_config, "BPR matrix factorisation, 64-d"),
-    "pop": ModelSpec(_most_popular, _bpr_config, "most popular items of the scene (no training)"),
-}
-
-#: The model :meth:`Engine.fit` trains when none is named.
-DEFAULT_RECOMMENDER = "scenegnn"
 
 
 @dataclass
@@ -562,15 +410,9 @@ class Engine:
     ) -> GraphInputs:
         """The model inputs: training pairs, scenes, the stored text features (or ``features``) and the
         knowledge-graph facts, plus the item-item ``links`` (edges (2, L), weights (L,)) when given."""
-        import torch
+        from scenerec.gnn import build_inputs
 
-        from scenerec.gnn import GraphInputs, build_hetero
-
-        feats = self.features if features is None else features
-        inputs = GraphInputs.from_hetero(build_hetero(index, feats), train)
-        if links is not None and links[0].shape[1]:
-            inputs = replace(inputs, item_links=(torch.from_numpy(links[0]), torch.from_numpy(links[1])))
-        return inputs
+        return build_inputs(index, train, self.features if features is None else features, item_links=links)
 
     @staticmethod
     def _item_links(index: EdgeIndex) -> tuple[np.ndarray, np.ndarray]:
@@ -636,10 +478,8 @@ class Engine:
             if not isinstance(write_back, int) or write_back < 1:
                 raise ValueError("write_back must be a positive integer (the k of the write-back) or None")
             self._require_writable("write back")
-        spec = MODELS.get(model)
-        if spec is None:
-            raise ConfigError(f"unknown model {model!r}; choose one of: {', '.join(MODELS)}")
-        check_model_options(model, options)
+        spec = MODELS[model]
+        spec.check_options(options)
         if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
             raise ConfigError(f"epochs must be an integer >= 1, not {epochs!r} (an untrained model would be saved)")
         cfg = config if config is not None else spec.config()
@@ -657,12 +497,7 @@ class Engine:
         if alignment and links is not None and links[0].shape[1] == 0:
             raise ConfigError(f"{self.path}: no SAME_AS links between items; run `scenerec align` first")
         inputs = self._graph_inputs(index, splits["train"], links)
-        if options and model not in ("scenegnn", "crossscene"):
-            raise ConfigError(f"model {model!r} takes no options (got {', '.join(options)})")
-        try:
-            recommender = spec.factory(inputs, **(options or {}))
-        except TypeError as exc:  # an unknown constructor argument
-            raise ConfigError(f"model {model!r}: {exc}") from None
+        recommender = spec.build(inputs, options)
         result = fit(recommender, splits["train"], splits["valid"], cfg, item_scene=item_scene, progress=progress)
         report = tune_item_item(
             recommender,
@@ -729,9 +564,8 @@ class Engine:
         """The model trained by :meth:`fit` in this process, else the one saved in :attr:`model_dir`."""
         if self._model is not None:
             return self._model
-        import scenerec.transfer  # noqa: F401  (registers CrossSceneGNN with build_model)
-        from scenerec.gnn import build_model, load_artifact
-        from scenerec.gnn.train import MODEL_CLASSES
+        from scenerec.gnn import load_artifact
+        from scenerec.registry import load_model
 
         folder = self.model_dir
         if not folder.is_dir():
@@ -743,18 +577,14 @@ class Engine:
         if grown and not _is_prefix(trained, self.idmap):
             raise ConfigError(f"{folder}: the model was trained on other nodes than the store holds; run fit again")
         splits, item_scene, links = _read_splits(folder / SPLITS_FILE, trained, fix)
-        cls = meta["hyperparameters"]["class"]
-        adj = _adjacency(splits["train"]) if cls == "LightGCN" else None
         index = self._edge_index()
-        inputs = None
-        if cls in MODEL_CLASSES:
-            old_index = _restrict_index(index, trained) if grown else index
-            old_features = {k: v[: trained.size(k)] for k, v in self.features.items()}
-            inputs = self._graph_inputs(old_index, splits["train"], links, features=old_features)
-        if inputs is not None and not np.array_equal(inputs.item_scene, item_scene):
+        old_index = _restrict_index(index, trained) if grown else index
+        old_features = {k: v[: trained.size(k)] for k, v in self.features.items()}
+        inputs = self._graph_inputs(old_index, splits["train"], links, features=old_features)
+        if not np.array_equal(inputs.item_scene, item_scene):
             raise ConfigError(f"{folder}: item scenes changed since the model was trained; run fit again")
         try:
-            model = build_model(meta, state, adj=adj, inputs=inputs)
+            model = load_model(meta, state, inputs)
         except (RuntimeError, ValueError, TypeError, KeyError) as exc:  # weights of another model, sizes that differ
             reason = " ".join(str(exc).split())[:160]
             raise StoreFileError(folder / "weights.pt", f"does not match meta.json ({reason})", fix) from None
@@ -779,10 +609,9 @@ class Engine:
         model.eval()
         with torch.no_grad():
             new = np.arange(old_items, n_items)
-            encode = getattr(model, "encode_new_items", None)
             text = self.features.get("item")
-            if len(new) and encode is not None and getattr(model, "text_proj", None) is not None and text is not None:
-                vectors = encode(torch.from_numpy(text[new]), torch.from_numpy(index.item_scene[new]))
+            if len(new) and model.encodes_text and text is not None:
+                vectors = model.encode_new_items(torch.from_numpy(text[new]), torch.from_numpy(index.item_scene[new]))
             else:  # no text representation (or no new item): zero vectors of the model's item size
                 item_emb = model()[1]
                 vectors = item_emb.new_zeros(len(new), item_emb.shape[1])
@@ -1005,7 +834,6 @@ class Engine:
         :class:`UnknownIdError` for an unknown scene, :class:`ConfigError` when the trained model cannot embed new
         items (no text features, or a baseline), ``ValueError`` for an empty title or a bad ``k``.
         """
-        import json
 
         import torch
 
@@ -1017,8 +845,7 @@ class Engine:
             raise ValueError("a new item needs a title")
         model = self._load_model()
         candidates = self._scene_items(scene)
-        encode = getattr(model, "encode_new_items", None)
-        if encode is None or getattr(model, "text_proj", None) is None:
+        if not model.encodes_text:
             raise ConfigError(
                 f"the trained model ({self._model_name}) cannot represent an item from its text alone; "
                 "fit scenegnn or crossscene on a store with text embeddings"
@@ -1028,7 +855,7 @@ class Engine:
         assert self._embeddings is not None
         user_emb = self._embeddings[0]
         with torch.no_grad():
-            item = encode(vector, torch.tensor([self.idmap.index("scene", scene)]))[0]
+            item = model.encode_new_items(vector, torch.tensor([self.idmap.index("scene", scene)]))[0]
             scores = (user_emb @ item).cpu().numpy().astype(np.float64)
         k = min(k, len(scores))
         top = np.argsort(-scores, kind="stable")[:k]
@@ -1051,13 +878,11 @@ class Engine:
             model = self._load_model()
             if not isinstance(model, MostPopular):
                 assert self._embeddings is not None
-                item_emb = self._embeddings[1]
-                shared = getattr(model, "item_representations", None)
-                if shared is not None:  # scoring vectors are per-scene blocks: compare in the one shared space
-                    import torch
+                import torch
 
-                    with torch.no_grad():
-                        item_emb = shared()
+                with torch.no_grad():  # a shared space where the scoring vectors are per-scene blocks
+                    shared = model.item_representations()
+                item_emb = self._embeddings[1] if shared is None else shared
                 return item_emb.detach().cpu().numpy().astype(np.float32), self._model_name
         vectors = self.features.get("item")
         if vectors is None:

@@ -278,10 +278,10 @@ def ablation_stage(fit: dict[str, Any] | None, all_scenes: Sequence[str]) -> str
     """Which :data:`ABLATION_STAGES` step the ``crossscene`` run logged as ``fit`` is."""
     if fit is None:
         return "other"
-    from scenerec.engine import CROSSSCENE_KW
+    from scenerec.registry import MODELS
 
     scenes = fit.get("scenes")
-    gate = bool((fit.get("options") or {}).get("gate", CROSSSCENE_KW["gate"]))
+    gate = bool((fit.get("options") or {}).get("gate", MODELS["crossscene"].preset["gate"]))
     links = fit.get("alignment")
     if scenes and set(scenes) != set(all_scenes):
         return "target scene only"

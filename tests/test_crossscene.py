@@ -49,8 +49,8 @@ def test_scene_views_average_each_users_items_per_scene() -> None:
 
 def test_zero_gate_scores_like_scenegnn_and_gate_formula_by_hand() -> None:
     torch.manual_seed(0)
-    base = SceneGNN(_inputs(), dim=4, item_item=False)
-    model = CrossSceneGNN(_inputs(), dim=4, item_item=False)
+    base = SceneGNN(_inputs(), dim=4)
+    model = CrossSceneGNN(_inputs(), dim=4)
     missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
     assert missing == ["gate_weight"] and not unexpected
     model.eval()
@@ -79,7 +79,7 @@ def test_zero_gate_scores_like_scenegnn_and_gate_formula_by_hand() -> None:
 
 def test_view_dropout_hides_only_the_own_view_and_only_in_training() -> None:
     torch.manual_seed(0)
-    model = CrossSceneGNN(_inputs(), dim=4, item_item=False, view_dropout=0.5)
+    model = CrossSceneGNN(_inputs(), dim=4, view_dropout=0.5)
     with torch.no_grad():
         model.gate_weight.normal_(std=0.3)
     shared, _ = model.propagated()
@@ -115,7 +115,7 @@ def test_item_links_join_the_propagation_graph() -> None:
 
 def test_new_user_with_source_history_only_gets_target_scores() -> None:
     torch.manual_seed(0)
-    model = CrossSceneGNN(_inputs(), dim=4, item_item=False)
+    model = CrossSceneGNN(_inputs(), dim=4)
     with torch.no_grad():
         model.gate_weight.normal_(std=0.3)
     model.eval()
@@ -135,7 +135,7 @@ def test_new_user_with_source_history_only_gets_target_scores() -> None:
 
 def test_training_learns_the_gate_and_the_artifact_round_trips(tmp_path: Path) -> None:
     inputs = _inputs(links=True)
-    model = CrossSceneGNN(inputs, dim=4, item_item=False, view_dropout=0.25)
+    model = CrossSceneGNN(inputs, dim=4, view_dropout=0.25)
     valid = CSR.from_pairs(np.array([3]), np.array([5]), (4, 6))
     cfg = TrainConfig(epochs=5, batch_size=4, lr=0.05, weight_decay=0.0, patience=5, seed=0, loss="softmax")
     result = fit(model, inputs.train, valid, cfg, item_scene=SCENE, candidate_items=np.array([3, 4, 5]))
@@ -146,7 +146,7 @@ def test_training_learns_the_gate_and_the_artifact_round_trips(tmp_path: Path) -
     folder = save_artifact(tmp_path / "a", "crossscene", model, cfg, result, ids)
     state, meta = load_artifact(folder)
     assert meta["hyperparameters"]["class"] == "CrossSceneGNN" and meta["hyperparameters"]["view_dropout"] == 0.25
-    again = build_model(meta, state, inputs=dataclasses.replace(inputs))
+    again = build_model(meta, state, inputs=dataclasses.replace(inputs), classes={"CrossSceneGNN": CrossSceneGNN})
     assert isinstance(again, CrossSceneGNN)
     a_users, a_items = model()
     b_users, b_items = again()
@@ -164,11 +164,11 @@ def test_a_new_item_from_text_gets_the_vector_of_an_isolated_item(cls: type[Scen
         num_scenes=2,
         item_text=torch.cat([base.item_text, new_text]),
     )
-    trained = cls(base, dim=4, item_item=False)
+    trained = cls(base, dim=4)
     with torch.no_grad():
         for p in trained.parameters():
             p.add_(0.1 * torch.randn_like(p))  # FiLM, gate: away from their identity / zero start
-    grown_model = cls(grown, dim=4, item_item=False)
+    grown_model = cls(grown, dim=4)
     grown_model.load_state_dict(trained.state_dict())
     trained.eval(), grown_model.eval()
     users, items = grown_model()
@@ -222,8 +222,8 @@ def test_engine_trains_the_transfer_model_and_its_ablations(sample_store: Path, 
 
 def test_item_bias_adds_to_the_scores_and_new_items_get_the_unchosen_mean() -> None:
     torch.manual_seed(0)
-    plain = CrossSceneGNN(_inputs(), dim=4, item_item=False)
-    biased = CrossSceneGNN(_inputs(), dim=4, item_item=False, item_bias=True)
+    plain = CrossSceneGNN(_inputs(), dim=4)
+    biased = CrossSceneGNN(_inputs(), dim=4, item_bias=True)
     biased.load_state_dict({**plain.state_dict(), "bias": torch.arange(6, dtype=torch.float32)})
     plain.eval(), biased.eval()
     u0, i0 = plain()
@@ -253,7 +253,9 @@ def test_cli_fit_options_and_ablation_flags(
     assert "training: 100%" in out.err and "2/2" in out.err and "valid_ndcg@10=" in out.err
     assert "item-item channel: 100%" in out.err and "6/6" in out.err
     _, meta = load_artifact(current_generation(store) / MODEL_DIR)
-    assert meta["hyperparameters"]["dim"] == 16 and meta["hyperparameters"]["gate"] is False
+    hp = meta["hyperparameters"]  # the model inside the item-item channel's wrapper
+    assert hp["class"] == "ItemItemFusion" and hp["kind"] == "knn" and hp["nnz"] > 0
+    assert hp["base"]["class"] == "CrossSceneGNN" and hp["base"]["dim"] == 16 and hp["base"]["gate"] is False
     assert meta["extra"]["scenes"] == ["office"] and meta["extra"]["alignment"] == 0
 
 
@@ -268,7 +270,7 @@ def test_csr_keep_columns_keeps_the_marked_items_and_the_shape() -> None:
 
 def test_cold_dropout_scores_newcomers_with_the_prototype_and_the_other_scenes() -> None:
     torch.manual_seed(0)
-    model = CrossSceneGNN(_inputs(), dim=4, item_item=False, cold_dropout=0.3)
+    model = CrossSceneGNN(_inputs(), dim=4, cold_dropout=0.3)
     with torch.no_grad():
         model.gate_weight.normal_(std=0.3)
     model.eval()

@@ -15,6 +15,7 @@ from scenerec.gnn import (
     CSR,
     GraphInputs,
     ItemItem,
+    ItemItemFusion,
     KGEdges,
     SceneGNN,
     TrainConfig,
@@ -98,7 +99,7 @@ def test_kg_keeps_entities_shared_by_items_and_film_is_per_scene() -> None:
 def test_softmax_loss_matches_hand_computation() -> None:
     torch.manual_seed(0)
     inputs = _inputs(kg=False)
-    model = SceneGNN(inputs, dim=4, item_item=False)
+    model = SceneGNN(inputs, dim=4)
     with torch.no_grad():
         users, items = model()
         scores = users @ items.t()
@@ -170,16 +171,25 @@ def test_item_knn_weights_by_hand_cosine_and_asymmetric_across_scenes() -> None:
         assert np.allclose(dense, expect, atol=1e-6)
         rows, cols = channel.rows.numpy(), channel.cols.numpy()
         assert (SCENE[rows] != SCENE[cols]).any()  # unlike EASE, a weight may cross scenes
-    model = SceneGNN(inputs, dim=4, item_item_kind="knn")
+    model = ItemItemFusion(SceneGNN(inputs, dim=4), inputs, kind="knn")
     valid = CSR.from_pairs(np.array([0, 1, 2]), np.array([5, 3, 4]), (4, 6))
     report = tune_item_item(model, inputs.train, valid, SCENE, knn_top_k=2, exponents=((0.5, 0.5),))
     assert set(report.scenes) <= {0, 1} and all(r["reg"] == 0.0 for r in report.scenes.values())
     assert all((r["alpha"], r["beta"]) == (0.5, 0.5) for r in report.scenes.values())
     channel.fit_knn(inputs.train, SCENE, top_k=2)
-    assert torch.equal(model.item_item_channel.rows, channel.rows)  # the kNN weights, not EASE's
-    assert hyperparameters(model)["item_item_kind"] == "knn"
-    with pytest.raises(ValueError, match="item_item_kind"):
-        SceneGNN(inputs, dim=4, item_item_kind="svd")
+    assert torch.equal(model.channel.rows, channel.rows)  # the kNN weights, not EASE's
+    assert hyperparameters(model)["kind"] == "knn"
+    with pytest.raises(ValueError, match="item-item kind"):
+        ItemItemFusion(SceneGNN(inputs, dim=4), inputs, kind="svd")
+
+
+def test_scenegnn_no_longer_holds_the_channel() -> None:
+    """The channel's former constructor arguments are deprecated: a warning, and no channel in the model."""
+    inputs = _inputs()
+    with pytest.warns(DeprecationWarning, match="ItemItemFusion"):
+        model = SceneGNN(inputs, dim=4, item_item_kind="knn")
+    assert not any("item_item" in key or key == "fusion" for key in model.state_dict())
+    assert "item_item_kind" not in hyperparameters(model)
 
 
 @pytest.fixture(scope="module")
@@ -212,7 +222,7 @@ def test_scenegnn_learns_tunes_and_round_trips(ml_inputs: tuple[GraphInputs, dic
     from scenerec.gnn import evaluate_scores
 
     inputs, split = ml_inputs
-    model = SceneGNN(inputs, dim=16, item_ids="all")
+    model = ItemItemFusion(SceneGNN(inputs, dim=16, item_ids="all"), inputs)
     cfg = TrainConfig(epochs=15, lr=1e-2, batch_size=64, loss="softmax", weight_decay=0.0, seed=3, threads=1)
     result = fit(model, split["train"], split["valid"], cfg, item_scene=inputs.item_scene)
     first = result.history[0]["valid_ndcg@10"]
@@ -231,7 +241,7 @@ def test_scenegnn_learns_tunes_and_round_trips(ml_inputs: tuple[GraphInputs, dic
     )
     save_artifact(tmp_path / "a", "scenegnn", model, cfg, result, idmap)
     state, meta = load_artifact(tmp_path / "a")
-    assert meta["hyperparameters"]["item_item_nnz"] == model.item_item_channel.nnz  # type: ignore[union-attr]
+    assert meta["hyperparameters"]["nnz"] == model.channel.nnz > 0
     again = build_model(meta, state, inputs=inputs)
     users = torch.arange(20)
     with torch.no_grad():
@@ -244,7 +254,7 @@ def test_item_knn_channel_tunes_exponents_and_weight_together(ml_inputs: tuple[G
     from scenerec.gnn import evaluate_scores
 
     inputs, split = ml_inputs
-    model = SceneGNN(inputs, dim=16, item_ids="all", item_item_kind="knn")
+    model = ItemItemFusion(SceneGNN(inputs, dim=16, item_ids="all"), inputs, kind="knn")
     cfg = TrainConfig(epochs=3, lr=1e-2, batch_size=64, loss="softmax", weight_decay=0.0, seed=3, threads=1)
     fit(model, split["train"], split["valid"], cfg, item_scene=inputs.item_scene)
     pairs = ((0.5, 0.5), (0.0, 0.0))
@@ -255,15 +265,15 @@ def test_item_knn_channel_tunes_exponents_and_weight_together(ml_inputs: tuple[G
     # the stored weights are the chosen exponents' and the fused value is what the model now scores
     again = ItemItem(inputs.num_items)
     again.fit_knn(split["train"], inputs.item_scene, top_k=1024, alpha=chosen["alpha"], beta=chosen["beta"])
-    channel = model.item_item_channel
-    assert channel is not None and torch.equal(channel.vals, again.vals) and torch.equal(channel.rows, again.rows)
+    channel = model.channel
+    assert torch.equal(channel.vals, again.vals) and torch.equal(channel.rows, again.rows)
     with torch.no_grad():
         u, i = model()
         fused = evaluate_scores(lambda x: model.score(x, u, i), split["train"], split["valid"], ks=(10,))
     assert fused["ndcg@10"] == pytest.approx(chosen["fused"], abs=1e-9)
     # every (pair, weight) was a candidate: no other choice does better on the validation pairs
     for alpha, beta in pairs:
-        model.item_item_channel.fit_knn(split["train"], inputs.item_scene, top_k=1024, alpha=alpha, beta=beta)
+        model.channel.fit_knn(split["train"], inputs.item_scene, top_k=1024, alpha=alpha, beta=beta)
         for w in (1.0, 8.0):
             model.fusion.fill_(w)
             with torch.no_grad():
@@ -281,8 +291,8 @@ def test_item_knn_channel_tunes_exponents_and_weight_together(ml_inputs: tuple[G
 def test_new_user_from_items_matches_hand_computation(ml_inputs: tuple[GraphInputs, dict[str, CSR]]) -> None:
     inputs, _ = ml_inputs
     torch.manual_seed(0)
-    model = SceneGNN(inputs, dim=8)
-    model.item_item_channel.fit(inputs.train, inputs.item_scene, 100.0)  # type: ignore[union-attr]
+    model = ItemItemFusion(SceneGNN(inputs, dim=8), inputs)
+    model.channel.fit(inputs.train, inputs.item_scene, 100.0)
     model.fusion.fill_(2.0)
     with torch.no_grad():
         u, i = model()
@@ -293,8 +303,7 @@ def test_new_user_from_items_matches_hand_computation(ml_inputs: tuple[GraphInpu
         user = user / user.norm()
         x = torch.zeros(1, inputs.num_items)
         x[0, history] = 1.0
-        channel = model.item_item_channel
-        assert channel is not None
+        channel = model.channel
         expected = user @ i.t() + 2.0 * channel.scores(x)[0]
     assert torch.allclose(got, expected, atol=1e-5)
     assert math.isfinite(float(got.sum()))

@@ -55,7 +55,6 @@ from scenerec.gnn import GraphInputs, SceneGNN
 from scenerec.gnn.evaluate import CSR
 from scenerec.gnn.models import deepcopy_with_sparse
 from scenerec.gnn.propagation import spmm
-from scenerec.gnn.train import register_model_class
 
 __all__ = ["CrossSceneGNN", "scene_views"]
 
@@ -115,6 +114,9 @@ class CrossSceneGNN(SceneGNN):
         if cold_dropout > 0 and not gate:
             raise ValueError("cold_dropout needs the gate (the newcomer form is p_t + sum_s W[t<-s] k_s)")
         self.gate, self.view_dropout, self.cold_dropout = bool(gate), float(view_dropout), float(cold_dropout)
+        self._hparams.update(
+            gate=self.gate, view_dropout=self.view_dropout, item_bias=bool(item_bias), cold_dropout=self.cold_dropout
+        )
         s, d = self.num_scenes, self.dim
         view, view_t = scene_views(inputs.train, inputs.item_scene, s)
         self.register_buffer("view", view, persistent=False)
@@ -220,8 +222,7 @@ class CrossSceneGNN(SceneGNN):
         gate; a history in one scene only is a user new to every other scene."""
         if not histories:
             return item_emb.new_zeros(0, self.num_items)
-        base = self.history_vectors(histories, user_emb, item_emb) @ item_emb.t()
-        return base + self.item_item_scores(self._history_rows(histories, base.device))
+        return self.history_vectors(histories, user_emb, item_emb) @ item_emb.t()
 
     def history_vectors(self, histories: Sequence[Tensor], user_emb: Tensor, item_emb: Tensor) -> Tensor:
         """New users' block vectors (b, S*d [+1]), see :meth:`score_histories`."""
@@ -250,16 +251,10 @@ class CrossSceneGNN(SceneGNN):
         return users
 
     def __deepcopy__(self, memo: dict[int, Any]) -> CrossSceneGNN:
-        channel = self.item_item_channel
-        cached = channel._matrix_t if channel is not None else None
-        sparse = [self.adj, self.view, self.view_t] + ([cached] if cached is not None else [])
-        return deepcopy_with_sparse(self, memo, sparse)
+        return deepcopy_with_sparse(self, memo, [self.adj, self.view, self.view_t])
 
     def extra_repr(self) -> str:
         return (
             f"{super().extra_repr()}, gate={self.gate}, view_dropout={self.view_dropout}, bias={self.item_bias}, "
             f"cold_dropout={self.cold_dropout}"
         )
-
-
-register_model_class(CrossSceneGNN)
