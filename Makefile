@@ -10,10 +10,11 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-# torch first, pinned, so that nothing pulls a CUDA build; then the project with its dev extras (editable).
+# torch first, pinned, so that nothing pulls a CUDA build; then the project (editable) with every optional part
+# (`all`: the Neo4j driver, matplotlib for the demo's report) and the dev tools that `make test` runs.
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[all,dev]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -25,12 +25,13 @@ The test suite also runs it against FalkorDB, whose Bolt listener answers as "Ne
 * a connection opened right after another one closed may never get its handshake answered: connection
   acquisition is bounded by ``connect_timeout`` and the constructor retries the first connection.
 
-No connection is opened at import time; the driver itself is imported lazily (it takes about a second).
+No connection is opened at import time; the driver itself is imported lazily (it takes about a second), so that
+this module imports without it: the driver is the optional extra ``scenerec[neo4j]``, and using the backend without
+it raises :class:`~scenerec.errors.MissingExtraError` naming that extra.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import re
@@ -43,7 +44,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 import pandas as pd
 
-from scenerec.errors import BackendUnavailableError, ConfigError, StoreError
+from scenerec.errors import BackendUnavailableError, ConfigError, StoreError, require_extra
 from scenerec.kg.schema import MODEL_EMBEDDING, NODES, check_label, check_rel
 from scenerec.kg.store import GraphStore, LoadStats, Progress, _alignment_filter, check_rows
 from scenerec.kg.tables import EdgeTable, GraphTables
@@ -65,28 +66,39 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ENV_HINT = f"set {ENV_URI} (and {ENV_USER}/{ENV_PASSWORD} when the server needs credentials) or pass uri="
 
 
-@functools.cache
-def _neo4j() -> ModuleType:
-    try:
-        import neo4j
-    except ImportError as exc:  # pragma: no cover - neo4j is a hard dependency
-        raise BackendUnavailableError("the Neo4j backend needs the `neo4j` driver: pip install 'neo4j>=6'") from exc
-    return neo4j
+def neo4j_driver() -> ModuleType:
+    """The ``neo4j`` driver module, imported on first use (the optional extra ``scenerec[neo4j]``).
+
+    Raises :class:`~scenerec.errors.MissingExtraError`, naming the extra, when the driver is not installed.
+    """
+    return require_extra("neo4j", "neo4j", "the Neo4j backend", needs="the 'neo4j' driver")
 
 
-def _plain(value: Any) -> Any:
-    """Driver values as plain Python: nodes and relationships become dicts of their properties."""
-    graph = _neo4j().graph
+def _plain(value: Any, graph: ModuleType | None = None) -> Any:
+    """Driver values as plain Python: nodes and relationships become dicts of their properties (``graph``: the
+    driver's ``neo4j.graph`` module, looked up once per call tree)."""
+    if graph is None:
+        graph = neo4j_driver().graph
     if isinstance(value, (graph.Node, graph.Relationship)):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: _plain(v, graph) for k, v in value.items()}
     if isinstance(value, graph.Path):
-        return {"nodes": [_plain(n) for n in value.nodes], "relationships": [_plain(r) for r in value.relationships]}
+        return {
+            "nodes": [_plain(n, graph) for n in value.nodes],
+            "relationships": [_plain(r, graph) for r in value.relationships],
+        }
     if isinstance(value, list):
-        return [_plain(v) for v in value]
+        return [_plain(v, graph) for v in value]
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: _plain(v, graph) for k, v in value.items()}
     to_native = getattr(value, "to_native", None)  # neo4j.time values
     return to_native() if callable(to_native) else value
+
+
+def _frame(result: neo4j.Result) -> pd.DataFrame:
+    """The records of ``result`` as a frame of plain Python values, one column per key."""
+    graph = neo4j_driver().graph
+    keys = list(result.keys())
+    return pd.DataFrame([[_plain(v, graph) for v in record.values()] for record in result], columns=keys)
 
 
 def _row_bytes(row: Any) -> int:
@@ -190,7 +202,7 @@ class Neo4jStore(GraphStore):
         self._dialect: str | None = None  # "neo4j" or "falkordb", learnt when creating the schema
         self._escape_strings = False  # set by _check_parameters when the server mangles string parameters
         self._driver: neo4j.Driver | None
-        nj = _neo4j()
+        nj = neo4j_driver()
         if driver is not None:
             self.uri = uri or "(injected driver)"
             self._driver, self._owns_driver = driver, False
@@ -227,7 +239,7 @@ class Neo4jStore(GraphStore):
 
     def _connect(self, retries: int) -> None:
         """Verify connectivity; a fresh server (or the stand-in) may refuse the first handshake, so retry."""
-        nj = _neo4j()
+        nj = neo4j_driver()
         assert self._driver is not None
         for attempt in range(retries):
             try:
@@ -282,7 +294,7 @@ class Neo4jStore(GraphStore):
 
     def _error(self, exc: Exception, cypher: str) -> Exception:
         """The scenerec error for a driver error (other exceptions are returned unchanged)."""
-        ex = _neo4j().exceptions
+        ex = neo4j_driver().exceptions
         if isinstance(exc, _Refused):
             return StoreError(str(exc))
         if isinstance(exc, ex.AuthError):
@@ -302,10 +314,7 @@ class Neo4jStore(GraphStore):
         # auto-commit would need to give up the timeout.) Statements that must run auto-commit, such as
         # ``CALL { ... } IN TRANSACTIONS``, are therefore not supported here.
         def work(tx: neo4j.ManagedTransaction) -> pd.DataFrame:
-            result = self._run(tx, cypher, params)
-            keys = list(result.keys())
-            rows = [[_plain(v) for v in record.values()] for record in result]
-            return pd.DataFrame(rows, columns=keys)
+            return _frame(self._run(tx, cypher, params))
 
         return self._write(cypher, work)
 
@@ -313,12 +322,9 @@ class Neo4jStore(GraphStore):
         # What the sandbox of query() let through runs in a managed *read* transaction: a server that enforces
         # access modes (Neo4j) refuses any write that might still be in it.
         def work(tx: neo4j.ManagedTransaction) -> pd.DataFrame:
-            result = self._run(tx, cypher, params)
-            keys = list(result.keys())
-            rows = [[_plain(v) for v in record.values()] for record in result]
-            return pd.DataFrame(rows, columns=keys)
+            return _frame(self._run(tx, cypher, params))
 
-        unit = _neo4j().unit_of_work(timeout=self.timeout)(work)
+        unit = neo4j_driver().unit_of_work(timeout=self.timeout)(work)
         try:
             with self._session() as session:
                 return session.execute_read(unit)
@@ -327,7 +333,7 @@ class Neo4jStore(GraphStore):
 
     def _write(self, cypher: str, work: Callable[[neo4j.ManagedTransaction], T]) -> T:
         """Run ``work(tx)`` in one write transaction (retried on transient errors; bounded by ``timeout``)."""
-        unit = _neo4j().unit_of_work(timeout=self.timeout)(work)
+        unit = neo4j_driver().unit_of_work(timeout=self.timeout)(work)
         try:
             with self._session() as session:
                 return session.execute_write(unit)

@@ -206,6 +206,10 @@ def rebuild(
     writer makes it wait ``wait`` seconds, then fail with :class:`scenerec.errors.StoreLockedError`.
     """
     backend = check_backend(backend)
+    if backend == "neo4j" and graph is None:
+        from scenerec.kg.neo4j_store import neo4j_driver
+
+        neo4j_driver()  # without the driver (scenerec[neo4j]), fail before the dataset is read
     store = Path(store)
     check_store_path(store)
     with StoreLock(store, "rebuild", wait=wait, create=True):

@@ -5,8 +5,10 @@ Each message says what is wrong and where (file, line, column or id) and, where 
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable
 from pathlib import Path
+from types import ModuleType
 
 
 class ScenerecError(Exception):
@@ -24,6 +26,37 @@ _LINE_BREAKS = {c: repr(chr(c))[1:-1] for c in (0x0A, 0x0B, 0x0C, 0x0D, 0x1C, 0x
 def one_line(text: str) -> str:
     """``text`` with its line breaks escaped (``\\n``, ``\\r``, ``\\u2028`` ...), so that it prints as one line."""
     return text.translate(_LINE_BREAKS)
+
+
+class MissingExtraError(ConfigError, ImportError):
+    """An optional dependency is not installed (or does not import): the message names the extra of ``scenerec``
+    that installs it, e.g. ``pip install 'scenerec[neo4j]'``.
+
+    Also an :class:`ImportError`, so that code guarding an optional import with ``except ImportError`` still works.
+    """
+
+    def __init__(self, what: str, module: str, extra: str, *, needs: str | None = None, reason: str = "") -> None:
+        self.what = what
+        self.extra = extra
+        needed = needs or repr(module.partition(".")[0])
+        state = f"which failed to import ({reason})" if reason else "which is not installed"
+        super().__init__(one_line(f"{what} needs {needed}, {state}: pip install 'scenerec[{extra}]'"), name=module)
+
+
+def require_extra(module: str, extra: str, what: str, *, needs: str | None = None) -> ModuleType:
+    """Import the optional module ``module`` (e.g. ``"neo4j"``, ``"matplotlib.figure"``) that the extra ``extra``
+    of ``scenerec`` installs, for ``what`` (e.g. ``"the Neo4j backend"``); ``needs`` names it in the message
+    (default: its top-level package, quoted).
+
+    Raises :class:`MissingExtraError` when it is not installed, or when it is installed but does not import (a
+    dependency of its own missing or broken: the message then quotes the reason).
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        top = module.partition(".")[0]
+        absent = isinstance(exc, ModuleNotFoundError) and exc.name in {module, top}
+        raise MissingExtraError(what, module, extra, needs=needs, reason="" if absent else str(exc)) from exc
 
 
 class DataFormatError(ScenerecError):

@@ -29,12 +29,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from scenerec.errors import ConfigError
+from scenerec.errors import ConfigError, require_extra
 from scenerec.kg import RELS, GraphStore, current_generation, open_store, read_manifest
 from scenerec.kg.schema import PROTECTED_ALIGNMENT_METHODS
 from scenerec.runlog import RunLog
@@ -157,7 +158,11 @@ def write_report(store: str | Path, out: str | Path) -> Path:
 
 
 def make_report(store: str | Path) -> Report:
-    """Read the live generation of ``store`` (graph read-only, run log, manifest) and build the :class:`Report`."""
+    """Read the live generation of ``store`` (graph read-only, run log, manifest) and build the :class:`Report`.
+
+    Needs matplotlib (the extra ``scenerec[report]``): without it, :class:`~scenerec.errors.MissingExtraError`
+    before anything is read."""
+    _matplotlib_figure()
     path = Path(store)
     generation = current_generation(path)
     manifest = read_manifest(path)
@@ -592,15 +597,17 @@ def _run_names(fits: Sequence[dict[str, Any]]) -> list[str]:
 
 def _png(draw: Callable[[Figure], None], size: tuple[float, float]) -> bytes:
     """The PNG of a new figure of ``size`` inches that ``draw`` fills (Agg, no pyplot state)."""
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as exc:  # pragma: no cover - a core dependency
-        raise ConfigError(f"the report needs matplotlib ({exc}): pip install matplotlib") from None
-    fig = Figure(figsize=size, dpi=100, layout="constrained")
+    fig = _matplotlib_figure().Figure(figsize=size, dpi=100, layout="constrained")
     draw(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
+
+
+def _matplotlib_figure() -> ModuleType:
+    """``matplotlib.figure``, imported on first use (the optional extra ``scenerec[report]``); raises
+    :class:`~scenerec.errors.MissingExtraError` naming the extra when matplotlib is not installed."""
+    return require_extra("matplotlib.figure", "report", "the HTML report")
 
 
 def _bar_size(records: Sequence[dict[str, Any]]) -> tuple[float, float]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -17,23 +17,90 @@ from scenerec.kg.neo4j_store import Neo4jStore
 REPO = Path(__file__).resolve().parents[1]
 
 
+#: Set to 1 (as ``.ci/run`` does) to make a missing real-data folder fail the tests that need it instead of
+#: skipping them: CI must never pass by skipping.
+REQUIRE_DATA = "SCENEREC_REQUIRE_DATA"
+
+
 def shared_data_dir() -> Path:
     """The real datasets: ``$SCENEREC_SHARED_DATA`` if set, else ``shared/data`` next to the repository."""
     env = os.environ.get("SCENEREC_SHARED_DATA")
     return Path(env) if env else REPO.parent / "shared" / "data"
 
 
+def missing_data(path: Path, kind: str = "folder") -> NoReturn:
+    """Skip the test that needs the real-data ``path``, a ``kind`` (folder or file) that is missing; fail it when
+    ``$SCENEREC_REQUIRE_DATA`` is set."""
+    message = (
+        f"real-data {kind} {path} not found: put the shared datasets in ../shared/data beside the clone or set "
+        "SCENEREC_SHARED_DATA to their folder"
+    )
+    if os.environ.get(REQUIRE_DATA, "") not in ("", "0"):
+        pytest.fail(f"{message} ({REQUIRE_DATA} is set, so missing data fails rather than skips)", pytrace=False)
+    pytest.skip(f"{message} ({REQUIRE_DATA}=1 turns this skip into a failure)")
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """Path of the shared real-data folder; the test fails (not skips) when it is missing."""
+    """Path of the shared real-data folder; skips the test when it is missing (fails with $SCENEREC_REQUIRE_DATA)."""
     path = shared_data_dir()
     if not path.is_dir():
-        pytest.fail(
-            f"real-data folder {path} not found: clone the repository with shared/data beside it "
-            "or set SCENEREC_SHARED_DATA to the folder",
-            pytrace=False,
-        )
+        missing_data(path)
     return path
+
+
+RealDataset = Callable[..., Path]
+"""``real_dataset(folder, *files)``: the dataset ``folder`` (relative to the real-data folder), checked to hold
+``files``; a missing folder or file skips the test, naming it (fails it with ``$SCENEREC_REQUIRE_DATA``)."""
+
+
+@pytest.fixture(scope="session")
+def real_dataset(shared_data: Path) -> RealDataset:
+    """A function returning a dataset folder of the real-data folder: see :data:`RealDataset`."""
+
+    def dataset(folder: str, *files: str) -> Path:
+        path = shared_data / folder
+        if not path.is_dir():
+            missing_data(path)
+        for name in files:
+            if not (path / name).is_file():
+                missing_data(path / name, "file")
+        return path
+
+    return dataset
+
+
+@pytest.fixture(scope="session")
+def movielens_100k(real_dataset: RealDataset) -> Path:
+    """MovieLens-100K with its Freebase KG as RecBole atomic files."""
+    return real_dataset("movielens_100k_kg", "ml-100k.inter", "ml-100k.item", "ml-100k.kg", "ml-100k.link")
+
+
+@pytest.fixture(scope="session")
+def ml100k_split(real_dataset: RealDataset) -> Path:
+    """RecBole's own train/valid/test split of MovieLens-100K (``train.tsv``, ``valid.tsv``, ``test.tsv``)."""
+    return real_dataset("movielens_100k_kg/split_recbole", "train.tsv", "valid.tsv", "test.tsv")
+
+
+@pytest.fixture(scope="session")
+def dbp15k_fr_en(real_dataset: RealDataset) -> Path:
+    """The FR-EN pair of DBP15K."""
+    files = ("ent_ids_1", "ent_ids_2", "triples_1", "triples_2", "ref_ent_ids", "translated_ent_names.json")
+    return real_dataset("dbp15k/fr_en", *files)
+
+
+@pytest.fixture(scope="session")
+def amazon_urllm(real_dataset: RealDataset) -> Path:
+    """The Amazon Arts-Office release of URLLM (its ``splits_llm`` files)."""
+    files = (
+        "item_listA_F.csv",
+        "item_listO_AA_F.csv",
+        "Dualuser_dict.json",
+        "train_F2.txt",
+        "valid_F2.txt",
+        "test_F2.txt",
+    )
+    return real_dataset("amazon_art_office_urllm", *(f"splits_llm/{name}" for name in files))
 
 
 def _bolt_server_module() -> ModuleType:

@@ -58,12 +58,10 @@ def make_slice(source: Path, dest: Path, pairs: int = PAIRS) -> Path:
 
 
 @pytest.fixture(scope="module")
-def slice_store(shared_data: Path, encoder: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def slice_store(dbp15k_fr_en: Path, encoder: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from scenerec.pipeline import build
 
-    source = shared_data / "dbp15k" / "fr_en"
-    if not (source / "ent_ids_1").is_file():
-        pytest.fail(f"{source}/ent_ids_1 not found (see shared/data/README.md)", pytrace=False)
+    source = dbp15k_fr_en
     root = tmp_path_factory.mktemp("align")
     data = make_slice(source, root / "data" / "fr_en")
     store = root / "store"

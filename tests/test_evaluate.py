@@ -103,13 +103,13 @@ def test_interactions_from_frame() -> None:
 
 
 @pytest.mark.slow
-def test_most_popular_reproduces_baselines(shared_data: Path) -> None:
+def test_most_popular_reproduces_baselines(ml100k_split: Path) -> None:
     """RecBole's ML-100K split, popularity = train counts, test ranking excludes train and valid items.
 
     BASELINES.md: Recall@10 0.1278, NDCG@10 0.1418, Recall@20 0.1784, NDCG@20 0.1497. Tie-breaking among items of
     equal popularity moves the @20 figures by up to ~0.0015, hence the 0.002 tolerance.
     """
-    folder = shared_data / "movielens_100k_kg" / "split_recbole"
+    folder = ml100k_split
     frame = pd.concat(
         pd.read_csv(folder / f"{s}.tsv", sep="\t", dtype=str).assign(split=s) for s in ("train", "valid", "test")
     ).rename(columns={"user_id": "user", "item_id": "item"})

@@ -34,8 +34,8 @@ def test_split_attributes_recovers_category_levels_and_brand() -> None:
 
 
 @pytest.mark.slow
-def test_real_release_two_scenes_shared_users_and_entities(shared_data: Path) -> None:
-    path = shared_data / "amazon_art_office_urllm"
+def test_real_release_two_scenes_shared_users_and_entities(amazon_urllm: Path) -> None:
+    path = amazon_urllm
     assert detect_format(path) == "amazon-urllm"
     res = load_dataset(path)
     ds = res.dataset
@@ -64,8 +64,8 @@ def test_real_release_two_scenes_shared_users_and_entities(shared_data: Path) ->
     assert ds.interactions["weight"].sum() == len(ds.interactions) + len(rej)
 
 
-def test_bad_sequence_line_is_rejected_with_its_line(shared_data: Path, tmp_path: Path) -> None:
-    src = shared_data / "amazon_art_office_urllm" / "splits_llm"
+def test_bad_sequence_line_is_rejected_with_its_line(amazon_urllm: Path, tmp_path: Path) -> None:
+    src = amazon_urllm / "splits_llm"
     dst = tmp_path / "ao"
     dst.mkdir()
     for name in ("item_listA_F.csv", "item_listO_AA_F.csv", "Dualuser_dict.json"):

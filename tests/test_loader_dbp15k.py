@@ -13,25 +13,14 @@ from scenerec.loaders import LoadOptions, LoadResult, detect_format, load_datase
 from scenerec.loaders.dbp15k import name_from_uri
 from scenerec.records import Alignment
 
-PAIR = "dbp15k/fr_en"
-FILES = ("ent_ids_1", "ent_ids_2", "triples_1", "triples_2", "ref_ent_ids", "translated_ent_names.json")
-
 
 @pytest.fixture(scope="module")
-def fr_en_path(shared_data: Path) -> Path:
-    path = shared_data / PAIR
-    if not (path / "ent_ids_1").is_file():
-        pytest.fail(f"{path}/ent_ids_1 not found (see shared/data/README.md)", pytrace=False)
-    return path
+def fr_en(dbp15k_fr_en: Path) -> LoadResult:
+    return load_dataset(dbp15k_fr_en)
 
 
-@pytest.fixture(scope="module")
-def fr_en(fr_en_path: Path) -> LoadResult:
-    return load_dataset(fr_en_path)
-
-
-def test_detect(fr_en_path: Path) -> None:
-    assert detect_format(fr_en_path) == "dbp15k"
+def test_detect(dbp15k_fr_en: Path) -> None:
+    assert detect_format(dbp15k_fr_en) == "dbp15k"
 
 
 def test_statistics(fr_en: LoadResult) -> None:
@@ -92,7 +81,7 @@ def test_name_from_uri() -> None:
 
 
 @pytest.fixture
-def small(fr_en_path: Path, tmp_path: Path) -> Path:
+def small(dbp15k_fr_en: Path, tmp_path: Path) -> Path:
     """Entities 0-99 of KG 1 and 10500-10599 of KG 2, their triples and gold pairs, in a folder named fr_en."""
     out = tmp_path / "fr_en"
     out.mkdir()
@@ -100,7 +89,7 @@ def small(fr_en_path: Path, tmp_path: Path) -> Path:
     for k, lo in ((1, 0), (2, 10_500)):
         lines = [
             ln
-            for ln in (fr_en_path / f"ent_ids_{k}").read_text(encoding="utf-8").splitlines()
+            for ln in (dbp15k_fr_en / f"ent_ids_{k}").read_text(encoding="utf-8").splitlines()
             if lo <= int(ln.split("\t")[0]) < lo + 100
         ]
         keep |= {ln.split("\t")[0] for ln in lines}
@@ -108,12 +97,14 @@ def small(fr_en_path: Path, tmp_path: Path) -> Path:
     for k in (1, 2):
         tri = [
             ln
-            for ln in (fr_en_path / f"triples_{k}").read_text(encoding="utf-8").splitlines()
+            for ln in (dbp15k_fr_en / f"triples_{k}").read_text(encoding="utf-8").splitlines()
             if ln.split("\t")[0] in keep and ln.split("\t")[2] in keep
         ]
         (out / f"triples_{k}").write_text("\n".join(tri) + "\n", encoding="utf-8")
     ref = [
-        ln for ln in (fr_en_path / "ref_ent_ids").read_text(encoding="utf-8").splitlines() if ln.split("\t")[0] in keep
+        ln
+        for ln in (dbp15k_fr_en / "ref_ent_ids").read_text(encoding="utf-8").splitlines()
+        if ln.split("\t")[0] in keep
     ]
     (out / "ref_ent_ids").write_text("\n".join(ref) + "\n", encoding="utf-8")
     return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,11 +16,8 @@ LASTFM = "lastfm_hetrec_kgcn"
 
 
 @pytest.fixture(scope="module")
-def lastfm_path(shared_data: Path) -> Path:
-    path = shared_data / LASTFM
-    if not (path / "kgcn" / "kg.txt").is_file():
-        pytest.fail(f"{path}/kgcn/kg.txt not found (see shared/data/README.md)", pytrace=False)
-    return path
+def lastfm_path(real_dataset: Callable[..., Path]) -> Path:
+    return real_dataset(LASTFM, "kgcn/kg.txt", "hetrec2011/artists.dat")
 
 
 @pytest.fixture(scope="module")

@@ -239,10 +239,9 @@ def test_id_codec() -> None:
     assert codec.iri("https://example.org/x") == URIRef("https://example.org/x")
 
 
-def test_dbp15k_triples_as_ntriples(tmp_path: Path, shared_data: Path) -> None:
+def test_dbp15k_triples_as_ntriples(tmp_path: Path, dbp15k_fr_en: Path) -> None:
     """The first 2,000 triples of DBP15K fr_en (DBpedia IRIs, relations as ``urn:rel:<id>``) through N-Triples."""
-    root = shared_data / "dbp15k" / "fr_en"
-    assert (root / "triples_1").is_file(), f"DBP15K fr_en not found under {root}"
+    root = dbp15k_fr_en
     uri = dict(line.rstrip("\n").split("\t") for line in (root / "ent_ids_1").open(encoding="utf-8"))
     with (root / "triples_1").open(encoding="utf-8") as fh:
         rows = [line.split() for _, line in zip(range(2000), fh, strict=False)]

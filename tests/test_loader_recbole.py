@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,21 +15,13 @@ ML = "movielens_100k_kg"
 
 
 @pytest.fixture(scope="module")
-def ml_path(shared_data: Path) -> Path:
-    path = shared_data / ML
-    if not (path / "ml-100k.inter").is_file():
-        pytest.fail(f"{path}/ml-100k.inter not found (see shared/data/README.md)", pytrace=False)
-    return path
+def ml(movielens_100k: Path) -> LoadResult:
+    return load_dataset(movielens_100k)
 
 
-@pytest.fixture(scope="module")
-def ml(ml_path: Path) -> LoadResult:
-    return load_dataset(ml_path)
-
-
-def test_detect(ml_path: Path) -> None:
-    assert detect_format(ml_path) == "recbole"
-    assert detect_format(ml_path / "ml-100k.inter") == "recbole"
+def test_detect(movielens_100k: Path) -> None:
+    assert detect_format(movielens_100k) == "recbole"
+    assert detect_format(movielens_100k / "ml-100k.inter") == "recbole"
 
 
 def test_statistics(ml: LoadResult) -> None:
@@ -86,18 +79,26 @@ def test_records(ml: LoadResult) -> None:
     assert ((d.triples["head"] == "476") | (d.triples["tail"] == "476")).any()
 
 
-def test_recbole_split(ml_path: Path) -> None:
+@pytest.fixture(scope="module")
+def kglinked_split(real_dataset: Callable[..., Path]) -> Path:
+    """The split of RecBole's KG models (interactions on items linked to the KG)."""
+    return real_dataset(f"{ML}/split_recbole_kglinked", "train.tsv", "valid.tsv", "test.tsv")
+
+
+@pytest.mark.usefixtures("ml100k_split")
+def test_recbole_split(movielens_100k: Path) -> None:
     # split_recbole/README.md: train 80,808 / valid 9,596 / test 9,596, all 100,000 ratings.
-    r = load_dataset(ml_path, options=LoadOptions(extra={"split": "split_recbole"}))
+    r = load_dataset(movielens_100k, options=LoadOptions(extra={"split": "split_recbole"}))
     assert r.dataset.interactions["split"].value_counts().to_dict() == {"train": 80808, "valid": 9596, "test": 9596}
     assert r.dataset.meta["split"] == "split_recbole"
     assert not any("split" in reason for _, reason in r.rejects.counts())
 
 
-def test_recbole_kglinked_split(ml_path: Path) -> None:
+@pytest.mark.usefixtures("kglinked_split")
+def test_recbole_kglinked_split(movielens_100k: Path) -> None:
     # README: the KG models' split keeps 97,554 interactions; the 2,446 on unlinked items are reported.
     # (The .tsv files have 78,836 / 9,359 / 9,359 data rows: their line counts include the header.)
-    r = load_dataset(ml_path, options=LoadOptions(extra={"split": "split_recbole_kglinked"}))
+    r = load_dataset(movielens_100k, options=LoadOptions(extra={"split": "split_recbole_kglinked"}))
     split = r.dataset.interactions["split"].value_counts().to_dict()
     assert split == {"train": 78836, "valid": 9359, "test": 9359}
     assert sum(split.values()) == 97_554
@@ -106,9 +107,9 @@ def test_recbole_kglinked_split(ml_path: Path) -> None:
     assert set(r.dataset.interactions["item"]) <= linked
 
 
-def test_unknown_split_folder(ml_path: Path) -> None:
+def test_unknown_split_folder(movielens_100k: Path) -> None:
     with pytest.raises(ConfigError, match="split_recbole"):
-        load_dataset(ml_path, options=LoadOptions(extra={"split": "no_such_split"}))
+        load_dataset(movielens_100k, options=LoadOptions(extra={"split": "no_such_split"}))
 
 
 # ---- broken copies ------------------------------------------------------------------------------------------
@@ -120,12 +121,14 @@ def _head(src: Path, n: int) -> list[str]:
 
 
 @pytest.fixture
-def small(ml_path: Path, tmp_path: Path) -> Path:
+def small(movielens_100k: Path, tmp_path: Path) -> Path:
     """A copy of the first rows of every ml-100k file, in a folder named like the dataset."""
     out = tmp_path / "ml-100k"
     out.mkdir()
     for suffix, n in (("inter", 31), ("item", 301), ("user", 944), ("kg", 51), ("link", 1599)):
-        (out / f"ml-100k.{suffix}").write_text("".join(_head(ml_path / f"ml-100k.{suffix}", n)), encoding="utf-8")
+        (out / f"ml-100k.{suffix}").write_text(
+            "".join(_head(movielens_100k / f"ml-100k.{suffix}", n)), encoding="utf-8"
+        )
     return out
 
 

@@ -144,7 +144,7 @@ def test_generations_are_pruned_and_readers_see_the_live_one(tmp_path: Path) -> 
 
 
 @pytest.mark.slow
-def test_killed_rebuild_leaves_previous_store_intact(shared_data: Path, tmp_path: Path) -> None:
+def test_killed_rebuild_leaves_previous_store_intact(amazon_urllm: Path, tmp_path: Path) -> None:
     store = tmp_path / "store"
     rebuild(SAMPLE, store)
     live = (store / "CURRENT").read_text()
@@ -153,7 +153,7 @@ def test_killed_rebuild_leaves_previous_store_intact(shared_data: Path, tmp_path
         "-m",
         "scenerec.cli",
         "rebuild",
-        str(shared_data / "amazon_art_office_urllm"),
+        str(amazon_urllm),
         "--store",
         str(store),
         "--quiet",

@@ -193,11 +193,11 @@ def test_scenegnn_no_longer_holds_the_channel() -> None:
 
 
 @pytest.fixture(scope="module")
-def ml_inputs(shared_data: Path) -> tuple[GraphInputs, dict[str, CSR]]:
+def ml_inputs(ml100k_split: Path) -> tuple[GraphInputs, dict[str, CSR]]:
     """A real slice: the 150 most active users of MovieLens-100K (RecBole split) with random 'text' features."""
     import pandas as pd
 
-    folder = shared_data / "movielens_100k_kg" / "split_recbole"
+    folder = ml100k_split
     frames = {s: pd.read_csv(folder / f"{s}.tsv", sep="\t", dtype=str) for s in ("train", "valid", "test")}
     top = frames["train"]["user_id"].value_counts().index[:150]
     frames = {s: f[f["user_id"].isin(top)] for s, f in frames.items()}

@@ -302,9 +302,9 @@ def encoder() -> HFTextEncoder:
 
 
 @pytest.fixture(scope="module")
-def amazon_sample(shared_data: Path, encoder: HFTextEncoder) -> AmazonSample:
+def amazon_sample(amazon_urllm: Path, encoder: HFTextEncoder) -> AmazonSample:
     t0 = time.perf_counter()
-    ds = load_dataset(shared_data / "amazon_art_office_urllm").dataset
+    ds = load_dataset(amazon_urllm).dataset
     items = ds.items.groupby("scene", group_keys=False).sample(n=600, random_state=0).reset_index(drop=True)
     t1 = time.perf_counter()
     titles = encoder.encode(items["title"].tolist())

@@ -92,19 +92,18 @@ def test_temporal_global_cut_points() -> None:
 
 
 @pytest.fixture(scope="module")
-def ml100k(shared_data: Path) -> pd.DataFrame:
+def ml100k(movielens_100k: Path) -> pd.DataFrame:
     from scenerec.loaders import load_dataset
 
-    return load_dataset(shared_data / "movielens_100k_kg").dataset.interactions
+    return load_dataset(movielens_100k).dataset.interactions
 
 
 @pytest.mark.slow
-def test_ml100k_random_per_user_is_recboles_split(ml100k: pd.DataFrame, shared_data: Path) -> None:
+def test_ml100k_random_per_user_is_recboles_split(ml100k: pd.DataFrame, ml100k_split: Path) -> None:
     out = random_per_user(ml100k, (0.8, 0.1, 0.1), seed=2020)
     assert out["split"].value_counts().to_dict() == {"train": 80808, "valid": 9596, "test": 9596}
     ref = pd.concat(
-        pd.read_csv(shared_data / "movielens_100k_kg" / "split_recbole" / f"{s}.tsv", sep="\t", dtype=str).assign(ref=s)
-        for s in ("train", "valid", "test")
+        pd.read_csv(ml100k_split / f"{s}.tsv", sep="\t", dtype=str).assign(ref=s) for s in ("train", "valid", "test")
     )
     merged = out.merge(ref, left_on=["user", "item"], right_on=["user_id", "item_id"], how="inner")
     assert len(merged) == 100_000

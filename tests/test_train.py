@@ -30,9 +30,9 @@ Slice = tuple[IdMap, CSR, CSR]
 
 
 @pytest.fixture(scope="module")
-def ml_slice(shared_data: Path) -> Slice:
+def ml_slice(ml100k_split: Path) -> Slice:
     """The first 200 users (by id) of ML-100K with RecBole's own train/valid split: (idmap, train, valid)."""
-    folder = shared_data / "movielens_100k_kg" / "split_recbole"
+    folder = ml100k_split
     frames = {s: pd.read_csv(folder / f"{s}.tsv", sep="\t", dtype=str) for s in ("train", "valid")}
     keep = sorted(set(frames["train"]["user_id"]), key=int)[:200]
     frames = {s: f[f["user_id"].isin(keep)] for s, f in frames.items()}
