@@ -32,6 +32,7 @@ from scenerec.kg import (
 from scenerec.kg.lock import StagedGeneration, StoreLock
 from scenerec.kg.rebuild import GRAPH_FILE
 from scenerec.llm import DEFAULT_MODEL, TextEncoder
+from scenerec.ranking import check_k, top_k, top_positions
 from scenerec.storefiles import fit_hint, read_npz_file, rebuild_hint
 
 if TYPE_CHECKING:
@@ -397,8 +398,7 @@ class Engine:
         Exact: one matrix product over all (normalised) item vectors. Columns ``item_id``, ``scene``, ``title``,
         ``score``, best first.
         """
-        if not isinstance(k, int) or k < 1:
-            raise ValueError("k must be a positive integer")
+        check_k(k)
         if not text or not text.strip():
             raise ValueError("search text is empty")
         self._check_scene(scene)
@@ -408,12 +408,10 @@ class Engine:
         query = self.encoder.encode([text])[0]
         items = self.items()
         scores = vectors @ query
-        candidates = np.flatnonzero(items["scene"].to_numpy() == scene) if scene is not None else np.arange(len(scores))
-        k = min(k, len(candidates))
-        if k == 0:
+        candidates = np.flatnonzero(items["scene"].to_numpy() == scene) if scene is not None else None
+        top = top_positions(scores, k, candidates)
+        if len(top) == 0:
             return pd.DataFrame(columns=["item_id", "scene", "title", "score"])
-        part = candidates[np.argpartition(-scores[candidates], k - 1)[:k]]
-        top = part[np.lexsort((part, -scores[part]))]
         out = items.iloc[top][["item_id", "scene", "title"]].reset_index(drop=True)
         out["score"] = scores[top].astype(float)
         return out
@@ -849,10 +847,9 @@ class Engine:
         """
         import torch
 
-        if not isinstance(k, int) or k < 1:
-            raise ValueError("k must be a positive integer")
-        if explain and (not isinstance(max_paths, int) or max_paths < 1):
-            raise ValueError("max_paths must be a positive integer")
+        check_k(k)
+        if explain:
+            check_k(max_paths, "max_paths")
         self._load_model()
         candidates = self._scene_items(scene)
         if ("user", user_id) not in self.idmap:
@@ -861,22 +858,19 @@ class Engine:
         scores = self._scores(torch.tensor([user], dtype=torch.long))[0].cpu().numpy().astype(np.float64)
         train = self._splits["train"]
         seen = train.indices[train.indptr[user] : train.indptr[user + 1]]
-        candidates = np.setdiff1d(candidates, seen, assume_unique=True)
-        k = min(k, len(candidates))
-        if k == 0:
+        top = top_positions(scores, k, np.setdiff1d(candidates, seen, assume_unique=True))
+        if len(top) == 0:
             empty = pd.DataFrame({"item_id": [], "scene": [], "score": [], "rank": []}).astype(
                 {"item_id": str, "scene": str, "score": float, "rank": int}
             )
             return self._with_explanations(empty, user_id, max_paths) if explain else empty
-        part = candidates[np.argpartition(-scores[candidates], k - 1)[:k]]
-        top = part[np.lexsort((part, -scores[part]))]
         item_ids = self.idmap.ids("item")
         recs = pd.DataFrame(
             {
                 "item_id": [item_ids[i] for i in top],
                 "scene": scene,
                 "score": scores[top],
-                "rank": np.arange(1, k + 1, dtype=np.int64),
+                "rank": np.arange(1, len(top) + 1, dtype=np.int64),
             }
         )
         return self._with_explanations(recs, user_id, max_paths) if explain else recs
@@ -894,8 +888,7 @@ class Engine:
         """
         from scenerec.explain import explain as explain_paths
 
-        if not isinstance(max_paths, int) or max_paths < 1:
-            raise ValueError("max_paths must be a positive integer")
+        check_k(max_paths, "max_paths")
         vectors, _ = self.item_vectors()
         return explain_paths(self.store, self.idmap, vectors, user_id, item_id, max_paths)
 
@@ -938,8 +931,7 @@ class Engine:
     def _ranked(self, scores: np.ndarray, candidates: np.ndarray, k: int, scene: str | None) -> pd.DataFrame:
         """The ``k`` best of ``candidates`` (item indices) by ``scores`` (over all items), ties to the lower index:
         columns ``item_id``, ``scene`` (``scene``, else each item's own), ``score``, ``rank``."""
-        pos, valid = _top_k_rows(scores[candidates][None, :].astype(np.float64), k)
-        top = candidates[pos[0][valid[0]]]
+        top = top_positions(scores.astype(np.float64), k, candidates)
         item_ids = self.idmap.ids("item")
         scenes = [scene] * len(top) if scene is not None else self.items()["scene"].to_numpy()[top].tolist()
         return pd.DataFrame(
@@ -971,8 +963,7 @@ class Engine:
         """
         import torch
 
-        if not isinstance(k, int) or k < 1:
-            raise ValueError("k must be a positive integer")
+        check_k(k)
         model = self._load_model()
         candidates = self._scene_items(scene)
         history = self._item_indices(item_ids)
@@ -1011,8 +1002,7 @@ class Engine:
 
         from scenerec.llm.templates import TextTemplates
 
-        if not isinstance(k, int) or k < 1:
-            raise ValueError("k must be a positive integer")
+        check_k(k)
         if not title or not title.strip():
             raise ValueError("a new item needs a title")
         model = self._load_model()
@@ -1030,8 +1020,7 @@ class Engine:
         with torch.no_grad():
             item = encode(vector, torch.tensor([self.idmap.index("scene", scene)]))[0]
             scores = (user_emb @ item).cpu().numpy().astype(np.float64)
-        k = min(k, len(scores))
-        top = np.argsort(-scores, kind="stable")[:k]
+        top = top_positions(scores, k)
         with torch.no_grad():
             existing = self._scores(torch.as_tensor(top, dtype=torch.long)).cpu().numpy()[:, candidates]
         train = self._splits["train"]
@@ -1076,8 +1065,7 @@ class Engine:
         representation. Raises :class:`UnknownIdError` for an unknown item or scene, :class:`ConfigError` when
         there are no representations.
         """
-        if not isinstance(k, int) or k < 1:
-            raise ValueError("k must be a positive integer")
+        check_k(k)
         self._check_scene(scene)
         if ("item", item_id) not in self.idmap:
             raise UnknownIdError("item", item_id)
@@ -1107,8 +1095,7 @@ class Engine:
         that becomes live when it is complete (see :class:`Engine`). Returns what was written: ``model``, ``k``,
         ``scenes``, ``edges``, ``users``, ``items``, ``dim``, ``property``, ``seconds``.
         """
-        if not isinstance(k, int) or k < 1:
-            raise ValueError("k must be a positive integer")
+        check_k(k)
         self._require_writable("write back")
         self._load_model()
         with self._writing("write-back") as (_, graph):
@@ -1176,7 +1163,7 @@ class Engine:
                 seen = np.concatenate([train.indices[train.indptr[u] : train.indptr[u + 1]] for u in users])
                 cols = position[seen.astype(np.int64)] if len(seen) else np.zeros(0, dtype=np.int64)
                 block[rows[cols >= 0], cols[cols >= 0]] = -np.inf
-                pos, valid = _top_k_rows(block, k)
+                pos, valid = top_k(block, k)
                 r, c = np.nonzero(valid)
                 parts.append(
                     pd.DataFrame(
@@ -1220,8 +1207,7 @@ class Engine:
         """
         from scenerec.pipeline import update as update_store
 
-        if not isinstance(k, int) or k < 1:
-            raise ValueError("k must be a positive integer")
+        check_k(k)
         self._require_writable("update it")
         encoder = self.encoder if self.features else None
         refreshed: dict[str, Any] = {"refreshed_users": 0, "recommended": 0, "model": None}
@@ -1508,25 +1494,3 @@ def _restrict_index(index: EdgeIndex, idmap: IdMap) -> EdgeIndex:
         keep = (df["src"].to_numpy() < sizes[src]) & (df["dst"].to_numpy() < sizes[dst])
         edges[(src, rel, dst)] = df[keep].reset_index(drop=True)
     return EdgeIndex(idmap=idmap, edges=edges, item_scene=index.item_scene[: sizes["item"]])
-
-
-def _top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per row of ``scores`` (b, n), the column positions of its ``k`` highest finite scores, best first, ties to
-    the lower position: ``positions`` (b, min(k, n)) and ``valid`` (same shape; False where a row has fewer finite
-    scores than that, e.g. left-out items scored -inf)."""
-    b, n = scores.shape
-    k = min(k, n)
-    if k == 0:
-        return np.zeros((b, 0), dtype=np.int64), np.zeros((b, 0), dtype=bool)
-    scores = np.where(np.isnan(scores), -np.inf, scores)
-    # the k-th highest score of each row; every score above it is taken, then the lowest positions equal to it
-    kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1 : k]
-    above = scores > kth
-    tied = scores == kth
-    take = above | (tied & (np.cumsum(tied, axis=1) <= k - above.sum(axis=1, keepdims=True)))
-    positions = np.nonzero(take)[1].reshape(b, k)  # ascending within each row
-    chosen = np.take_along_axis(scores, positions, axis=1)
-    order = np.argsort(-chosen, axis=1, kind="stable")  # stable: equal scores keep the lower position first
-    positions = np.take_along_axis(positions, order, axis=1)
-    valid = np.isfinite(np.take_along_axis(chosen, order, axis=1))
-    return positions.astype(np.int64), valid

@@ -124,6 +124,28 @@ def test_recommend_for_items_with_popularity_ranks_by_count(sample_store: Path, 
     assert recs["item_id"].tolist() == [engine.idmap.id("item", i) for i in expected]
 
 
+def test_recommend_and_write_back_break_ties_alike(sample_store: Path, tmp_path: Path) -> None:
+    """With popularity most scores tie: ``recommend`` takes the lower item indices also where its cut-off falls
+    among equal counts, the same items the ``RECOMMENDED`` edges of the write-back hold."""
+    store = _copy(sample_store, tmp_path / "store")
+    with Engine.open(store, read_only=False) as engine:
+        engine.fit("pop", config=POP, write_back=40)
+        train = engine._splits["train"]
+        counts = np.bincount(train.indices, minlength=engine.idmap.size("item")).astype(np.float64)
+        office = np.flatnonzero(engine._item_scene == engine.idmap.index("scene", "office"))
+        user = engine.idmap.id("user", 0)
+        seen = train.indices[train.indptr[0] : train.indptr[1]]
+        expected = _hand_top(counts, np.setdiff1d(office, seen), 40)
+        recs = engine.recommend(user, "office", k=40)
+        stored = engine.store.query(
+            "MATCH (u:User {id: $u})-[r:RECOMMENDED]->(i:Item) WHERE i.scene = 'office' "
+            "RETURN i.id AS item ORDER BY r.rank",
+            u=user,
+        )
+    assert counts[expected[-1]] == counts[expected[-2]] and len(set(counts[expected])) < 40  # ties at the cut-off
+    assert recs["item_id"].tolist() == [engine.idmap.id("item", i) for i in expected] == stored["item"].tolist()
+
+
 # -------------------------------------------------------------------- similar_items
 def test_similar_items_of_the_trained_model(served: dict[str, Any]) -> None:
     idmap = served["idmap"]
