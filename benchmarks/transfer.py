@@ -65,9 +65,10 @@ import torch
 
 from scenerec.gnn import GraphInputs, build_hetero
 from scenerec.gnn.evaluate import CSR, evaluate_scores
-from scenerec.gnn.train import TrainConfig, fit, tune_item_item
+from scenerec.gnn.train import TrainConfig
 from scenerec.ids import IdMap
 from scenerec.registry import MODELS
+from scenerec.trainer import train_recommender
 
 #: ``fit("crossscene")``'s preset, the settings every variant starts from.
 CROSSSCENE_KW = MODELS["crossscene"].preset
@@ -483,7 +484,6 @@ def run_scenegnn(
         "item_item": args.item_item != "none",
         "item_item_kind": CROSSSCENE_KW["item_item_kind"] if args.item_item == "none" else args.item_item,
     }
-    model = MODELS["crossscene"].build(inputs, settings)
     cfg = TrainConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -497,15 +497,23 @@ def run_scenegnn(
     verbose = args.verbose
 
     def show(rec: dict[str, Any]) -> None:
-        if verbose:
+        if verbose and "epoch" in rec:  # the epochs, not the item-item channel's progress
             print(f"    {variant} seed={seed} {rec}")
 
-    result = fit(
-        model, train, split.valid, cfg, item_scene=inputs.item_scene, progress=show, candidate_items=candidates
+    # the library's training (fit("crossscene") without the store): the model, then its item-item channel fitted
+    # and weighted per scene on the validation users (nothing to fit when the channel is off)
+    model, result, tuned = train_recommender(
+        "crossscene",
+        inputs,
+        {"train": train, "valid": split.valid},
+        cfg,
+        options=settings,
+        progress=show,
+        candidate_items=candidates,
+        item_item_cache_bytes=args.item_item_cache_bytes,
     )
     channel: dict[Any, Any] | None = None
-    if args.item_item != "none":  # fitted and weighted per scene on the validation users
-        tuned = tune_item_item(model, train, split.valid, inputs.item_scene, cache_bytes=args.item_item_cache_bytes)
+    if args.item_item != "none":
         channel = {**tuned.scenes, "seconds": round(tuned.seconds, 1)}
     with torch.no_grad():
         user_emb, item_emb = model()

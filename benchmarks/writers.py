@@ -72,7 +72,7 @@ def main() -> None:
             with StoreLock(store, "benchmark"), StagedGeneration(store, base=current_generation(store)):
                 pass
             stage.append(time.perf_counter() - t0)
-            engine._serve(current_generation(store), keep_model=True)  # the engine follows the new generation
+            engine.reopen(keep_model=True)  # the engine follows the new generation
             t0 = time.perf_counter()
             written = engine.write_back(k=10)
             write_back.append(time.perf_counter() - t0)

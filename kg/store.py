@@ -816,6 +816,30 @@ class GraphStore(abc.ABC):
     def scene_ids(self) -> list[str]:
         return [str(s) for s in self._cypher("MATCH (s:Scene) RETURN s.id AS id ORDER BY id")["id"]]
 
+    def named_nodes(self, idmap: IdMap) -> pd.DataFrame:
+        """Every Item node, then every Entity node, each kind in ``idmap`` order (row ``idmap.size("item") + j`` is
+        entity ``j``): columns ``kind`` (``item``/``entity``), ``id``, ``name`` (an item's title, an entity's name)
+        and ``scene``, both ``""`` where the graph has none. The nodes an entity alignment compares
+        (:meth:`scenerec.aligner.Aligner.align`). :class:`StoreError` when the graph's items or entities are not
+        those of ``idmap``."""
+        parts = []
+        for kind, label, var, name in (("item", "Item", "i", "title"), ("entity", "Entity", "e", "name")):
+            df = self._cypher(
+                f"MATCH ({var}:{label}) RETURN {var}.id AS id, {var}.{name} AS name, {var}.scene AS scene"
+            )
+            ids = df["id"].astype(str)
+            if len(df) != idmap.size(kind) or not all((kind, i) in idmap for i in ids):
+                raise StoreError(
+                    f"the graph holds {len(df)} {label} nodes that are not the {idmap.size(kind)} {kind} ids of its "
+                    "id map; rebuild the store"
+                )
+            out = pd.DataFrame({"kind": kind, "id": idmap.ids(kind), "name": "", "scene": ""}, dtype=object)
+            at = idmap.indices(kind, ids)
+            out.loc[at, "name"] = df["name"].fillna("").astype(str).to_numpy(dtype=object)
+            out.loc[at, "scene"] = df["scene"].fillna("").astype(str).to_numpy(dtype=object)
+            parts.append(out)
+        return pd.concat(parts, ignore_index=True)
+
     def to_networkx(self, scene: str | None = None) -> nx.MultiDiGraph:
         """The whole graph (or one scene's subgraph) as a networkx MultiDiGraph keyed by ``(label, id)``."""
         if scene is not None:

@@ -23,6 +23,7 @@ import numpy as np
 
 from scenerec.ids import IdMap
 from scenerec.kg import GraphStore
+from scenerec.ranking import check_k
 
 #: Paths of each kind the store returns at most, before the ranking.
 CANDIDATES_PER_KIND = 200
@@ -60,8 +61,7 @@ def rank_paths(paths: list[dict[str, Any]], vectors: np.ndarray, idmap: IdMap, m
 
     Returns ``{"kind", "score", "nodes", "relations", "support"}`` per path, best first.
     """
-    if not isinstance(max_paths, int) or max_paths < 1:
-        raise ValueError("max_paths must be a positive integer")
+    check_k(max_paths, "max_paths")
     unit = unit_rows(vectors)
     seen: set[tuple[Any, ...]] = set()
     groups: dict[tuple[Any, ...], list[tuple[tuple[Any, ...], dict[str, Any]]]] = {}
@@ -113,6 +113,5 @@ def explain(
     An empty list when the graph holds no such path; :class:`~scenerec.errors.UnknownIdError` for an unknown user or
     item.
     """
-    if not isinstance(max_paths, int) or max_paths < 1:
-        raise ValueError("max_paths must be a positive integer")
+    check_k(max_paths, "max_paths")
     return rank_paths(store.explanation_paths(user_id, item_id, limit=limit), vectors, idmap, max_paths)

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from scenerec.transfer import AlignConfig, align, propagate_features
-from scenerec.transfer.align import _adjacency, _calibrate
+from scenerec.transfer.align import (
+    _adjacency,
+    _calibrate,
+    joint_edges,
+    joint_features,
+    orient_pairs,
+    shared_users,
+    split_pairs,
+)
 
 N = 120  # entities per side
 
@@ -120,3 +129,62 @@ def test_bad_inputs() -> None:
         AlignConfig(method="magic")
     with pytest.raises(ValueError, match="gold pair"):
         align(x, edges, left, right, gold=np.array([[right[0], left[0]]]))
+
+
+# -------------------------------------------------------------------- the inputs of align() from a scene graph
+def test_joint_features_stack_the_kinds_with_zero_rows_for_a_kind_without_text() -> None:
+    items = np.arange(6, dtype=np.float64).reshape(3, 2)
+    x = joint_features([items, None], [3, 2])
+    assert x.dtype == np.float32 and x.shape == (5, 2)
+    assert x.tolist() == [[0, 1], [2, 3], [4, 5], [0, 0], [0, 0]]
+    x = joint_features([None, np.ones((1, 2))], [2, 1])
+    assert x.tolist() == [[0, 0], [0, 0], [1, 1]]
+    with pytest.raises(ValueError, match="no node features"):
+        joint_features([None, None], [2, 1])
+    with pytest.raises(ValueError, match="width"):
+        joint_features([items, np.ones((2, 3))], [3, 2])
+    with pytest.raises(ValueError, match="rows"):
+        joint_features([items], [4])
+
+
+def test_joint_edges_take_related_as_structure_and_gold_same_as_as_pairs() -> None:
+    """Items 0-2, entities 3-4 (offset 3); user edges are not among the aligned kinds."""
+    edges = {
+        ("item", "RELATED", "entity"): pd.DataFrame({"src": [0, 2], "dst": [1, 0]}),
+        ("item", "SAME_AS", "item"): pd.DataFrame(
+            {"src": [0, 1, 2], "dst": [2, 0, 1], "method": ["gold", "gcn", None]}
+        ),
+        ("entity", "SAME_AS", "entity"): pd.DataFrame({"src": [1], "dst": [0], "method": ["gold"]}),
+        ("user", "INTERACTED", "item"): pd.DataFrame({"src": [0], "dst": [1]}),
+        ("item", "RELATED", "item"): pd.DataFrame({"src": [], "dst": []}, dtype=np.int64),
+    }
+    structure, gold = joint_edges(edges, {"item": 0, "entity": 3})
+    assert structure.tolist() == [[0, 2], [4, 3]]
+    assert gold.tolist() == [[0, 2], [4, 3]]
+    structure, gold = joint_edges({}, {"item": 0})
+    assert structure.shape == (2, 0) and gold.shape == (0, 2)
+
+
+def test_gold_pairs_are_oriented_left_to_right_and_split_by_the_seed() -> None:
+    left, right = np.array([0, 1, 2, 3]), np.array([5, 6, 7, 8])
+    stored = np.array([[0, 5], [6, 1], [0, 5], [2, 3], [4, 7], [8, 3], [2, 7]])
+    pairs = orient_pairs(stored, left, right, 9)
+    # (6, 1) and (8, 3) turned around, the repeat kept once, pairs within a side or off both sides dropped; sorted
+    assert pairs.tolist() == [[0, 5], [1, 6], [2, 7], [3, 8]]
+    assert orient_pairs(np.zeros((0, 2), dtype=np.int64), left, right, 9).shape == (0, 2)
+    seeds, held = split_pairs(pairs, 0.5, seed=0)
+    order = np.random.default_rng(0).permutation(4)
+    assert seeds.tolist() == pairs[np.sort(order[:2])].tolist()
+    assert held.tolist() == pairs[np.sort(order[2:])].tolist()
+    assert sorted(seeds.tolist() + held.tolist()) == pairs.tolist()
+    again, _ = split_pairs(pairs, 0.5, seed=0)
+    assert again.tolist() == seeds.tolist()  # the seed fixes the split
+    assert [len(s) for s in split_pairs(pairs, 0.3, seed=1)] == [1, 3]  # floor(0.3 * 4) seeds
+    assert [len(s) for s in split_pairs(pairs, 0.0, seed=1)] == [0, 4]
+
+
+def test_shared_users_interacted_in_both_scenes() -> None:
+    users = np.array([0, 0, 1, 1, 2, 3, 3])
+    scenes = np.array([0, 1, 0, 0, 1, 1, 0])
+    assert shared_users(users, scenes, 0, 1) == 2  # users 0 and 3
+    assert shared_users(users, scenes, 0, 2) == 0

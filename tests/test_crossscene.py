@@ -185,8 +185,8 @@ def test_engine_trains_the_transfer_model_and_its_ablations(sample_store: Path, 
             engine.fit("crossscene", epochs=1, alignment=True)
         office = engine.idmap.index("scene", "office")
         engine.fit("scenegnn", epochs=2, seed=1, scenes=["office"])  # the target-only ablation
-        train = engine._splits["train"]
-        assert train.nnz > 0 and bool(np.all(engine._item_scene[train.indices] == office))
+        train = engine.model.splits["train"]
+        assert train.nnz > 0 and bool(np.all(engine.model.item_scene[train.indices] == office))
         with pytest.raises(UnknownIdError):
             engine.fit("scenegnn", epochs=1, scenes=["video"])
         with pytest.raises(ConfigError, match="has no option 'gates'"):

@@ -46,23 +46,22 @@ def served(sample_store: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
     with Engine.open(store, read_only=False) as engine:
         engine.fit("lightgcn", config=LIGHTGCN)
         out["written"] = engine.write_back(k=K)
-        assert engine._embeddings is not None
-        out["user_emb"], out["item_emb"] = (e.numpy().copy() for e in engine._embeddings)
+        out["user_emb"], out["item_emb"] = (e.numpy().copy() for e in engine.model.embeddings)
         out["idmap"] = engine.idmap
         out["items"] = engine.items().copy()
-        train = engine._splits["train"]
+        train = engine.model.splits["train"]
         out["train"] = train
         # the user with the most training items in office
         office = engine.idmap.index("scene", "office")
         counts = [
-            int((engine._item_scene[train.indices[train.indptr[u] : train.indptr[u + 1]]] == office).sum())
+            int((engine.model.item_scene[train.indices[train.indptr[u] : train.indptr[u + 1]]] == office).sum())
             for u in range(engine.idmap.size("user"))
         ]
         out["user"] = engine.idmap.id("user", int(np.argmax(counts)))
         out["recs"] = {
             (u, s): engine.recommend(u, s, k=K) for u in (out["user"], engine.idmap.id("user", 0)) for s in SCENES
         }
-        out["item_scene"] = engine._item_scene.copy()
+        out["item_scene"] = engine.model.item_scene.copy()
     return out
 
 
@@ -114,14 +113,36 @@ def test_recommend_for_items_with_popularity_ranks_by_count(sample_store: Path, 
     store = _copy(sample_store, tmp_path / "store")
     with Engine.open(store) as engine:
         engine.fit("pop", config=POP)
-        train = engine._splits["train"]
+        train = engine.model.splits["train"]
         counts = np.bincount(train.indices, minlength=engine.idmap.size("item")).astype(np.float64)
-        arts = np.flatnonzero(engine._item_scene == engine.idmap.index("scene", "arts"))
+        arts = np.flatnonzero(engine.model.item_scene == engine.idmap.index("scene", "arts"))
         given = _hand_top(counts, arts, 3)
         recs = engine.recommend_for_items([engine.idmap.id("item", i) for i in given], "arts", k=40)
         expected = _hand_top(counts, np.setdiff1d(arts, given), 40)
     assert len(set(counts[expected])) < 40  # the cut-off falls among tied counts
     assert recs["item_id"].tolist() == [engine.idmap.id("item", i) for i in expected]
+
+
+def test_recommend_and_write_back_break_ties_alike(sample_store: Path, tmp_path: Path) -> None:
+    """With popularity most scores tie: ``recommend`` takes the lower item indices also where its cut-off falls
+    among equal counts, the same items the ``RECOMMENDED`` edges of the write-back hold."""
+    store = _copy(sample_store, tmp_path / "store")
+    with Engine.open(store, read_only=False) as engine:
+        engine.fit("pop", config=POP, write_back=40)
+        train = engine.model.splits["train"]
+        counts = np.bincount(train.indices, minlength=engine.idmap.size("item")).astype(np.float64)
+        office = np.flatnonzero(engine.model.item_scene == engine.idmap.index("scene", "office"))
+        user = engine.idmap.id("user", 0)
+        seen = train.indices[train.indptr[0] : train.indptr[1]]
+        expected = _hand_top(counts, np.setdiff1d(office, seen), 40)
+        recs = engine.recommend(user, "office", k=40)
+        stored = engine.store.query(
+            "MATCH (u:User {id: $u})-[r:RECOMMENDED]->(i:Item) WHERE i.scene = 'office' "
+            "RETURN i.id AS item ORDER BY r.rank",
+            u=user,
+        )
+    assert counts[expected[-1]] == counts[expected[-2]] and len(set(counts[expected])) < 40  # ties at the cut-off
+    assert recs["item_id"].tolist() == [engine.idmap.id("item", i) for i in expected] == stored["item"].tolist()
 
 
 # -------------------------------------------------------------------- similar_items

@@ -337,6 +337,24 @@ def test_to_networkx(loaded: GraphStore) -> None:
     assert books.number_of_edges() == len(BOOKS_EDGES)
 
 
+def test_named_nodes(loaded: GraphStore) -> None:
+    idmap = loaded.edge_index().idmap
+    nodes = loaded.named_nodes(idmap)
+    assert list(nodes.columns) == ["kind", "id", "name", "scene"]
+    assert nodes["kind"].tolist() == ["item"] * 6 + ["entity"] * 3
+    assert nodes["id"].tolist() == idmap.ids("item") + idmap.ids("entity")  # row = node index, items first
+    named = {row.id: (row.name, row.scene) for row in nodes.itertuples()}
+    assert named["b3"] == ("Inception: the book", "books")
+    assert named["m2"] == ("Tenet", "movies")
+    assert named["e:nolan"] == ("Nolan", "movies")
+    assert named["e:acme"] == ("Acme", "")  # an entity of no scene
+    short = IdMap(
+        {k: idmap.ids(k)[:-1] if k == "entity" else idmap.ids(k) for k in ("scene", "user", "item", "entity")}
+    )
+    with pytest.raises(StoreError, match="3 Entity nodes that are not the 2 entity ids"):
+        loaded.named_nodes(short)
+
+
 def test_edge_index(loaded: GraphStore) -> None:
     ei = loaded.edge_index()
     assert {k: ei.idmap.size(k) for k in ("scene", "user", "item", "entity")} == {

@@ -274,13 +274,13 @@ def test_engine_update_serves_new_users_and_items(split: dict[str, Any], served:
     from scenerec.gnn import ExtendedRecommender
 
     engine, summary = served["engine"], served["summary"]
-    model = engine._load_model()
+    model = engine.trainer.load().recommender
     assert isinstance(model, ExtendedRecommender)
     base = model.base
     assert summary["model"] == "scenegnn" and summary["added"]["items"] == 40
     new_user = sorted(split["new_users"])[0]
     user = engine.idmap.index("user", new_user)
-    history = engine._splits["train"]
+    history = engine.model.splits["train"]
     hist = history.indices[history.indptr[user] : history.indptr[user + 1]]
     # by hand: the trained model's new-user scoring of its known items; its vector times a new item's text vector
     with torch.no_grad():
@@ -292,7 +292,7 @@ def test_engine_update_serves_new_users_and_items(split: dict[str, Any], served:
         j = engine.idmap.index("item", new_item)
         text = torch.from_numpy(engine.features["item"][[j]])
         item_vec = base.encode_new_items(text, torch.tensor([engine.idmap.index("scene", "office")]))[0]
-        got = engine._scores(torch.tensor([user]))[0]
+        got = engine.model.scores(torch.tensor([user]))[0]
     torch.testing.assert_close(got[: base.num_items], expected_old)
     torch.testing.assert_close(got[j], vector @ item_vec)
     recs = engine.recommend(new_user, "office", k=5)

@@ -1,7 +1,8 @@
 """Entity alignment across two scene subgraphs: which node of the left scene is the same thing as which node of the
 right scene, from their texts and their graph neighbourhoods.
 
-Pipeline (every step on arrays, no database; :meth:`scenerec.engine.Engine.align` feeds it from a store):
+Pipeline (every step on arrays, no database; :meth:`scenerec.aligner.Aligner.align` feeds it from a store, through
+:func:`joint_features`, :func:`joint_edges`, :func:`orient_pairs` and :func:`split_pairs`):
 
 1. **Features.** Each node's text embedding (LLM), L2-normalised.
 2. **Structure.** ``hops`` rounds of mean aggregation over the undirected graph (self loops included); the
@@ -19,6 +20,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -30,7 +32,19 @@ from torch import Tensor
 
 from scenerec.gnn.propagation import spmm
 
-__all__ = ["METHODS", "AlignConfig", "AlignGCN", "AlignmentResult", "align", "propagate_features"]
+__all__ = [
+    "METHODS",
+    "AlignConfig",
+    "AlignGCN",
+    "AlignmentResult",
+    "align",
+    "joint_edges",
+    "joint_features",
+    "orient_pairs",
+    "propagate_features",
+    "shared_users",
+    "split_pairs",
+]
 
 log = logging.getLogger(__name__)
 
@@ -380,3 +394,76 @@ def _metrics(
         "recall": found / len(gold),
         "pairs": float(len(gold)),
     }
+
+
+# ------------------------------------------------------------------------------------------------ inputs from a graph
+def joint_features(blocks: Sequence[np.ndarray | None], sizes: Sequence[int]) -> np.ndarray:
+    """The node features :func:`align` takes for nodes of several kinds numbered one kind after the other: block
+    ``j`` ((sizes[j], d), e.g. the item then the entity text embeddings) at rows ``sum(sizes[:j])`` onwards, zero
+    rows for a kind without features (None). Returns (sum(sizes), d) float32; ``ValueError`` when no block is given,
+    their widths differ or a block's rows are not its size."""
+    if len(blocks) != len(sizes):
+        raise ValueError(f"{len(blocks)} feature blocks for {len(sizes)} node kinds")
+    given = [b for b in blocks if b is not None]
+    if not given:
+        raise ValueError("no node features to align with")
+    widths = {b.shape[1] for b in given}
+    if len(widths) > 1:
+        raise ValueError(f"node features differ in width ({sorted(widths)})")
+    x = np.zeros((int(sum(sizes)), widths.pop()), dtype=np.float32)
+    start = 0
+    for block, size in zip(blocks, sizes, strict=True):
+        if block is not None:
+            if block.shape[0] != size:
+                raise ValueError(f"a feature block has {block.shape[0]} rows for {size} nodes")
+            x[start : start + size] = block
+        start += size
+    return x
+
+
+def joint_edges(
+    edges: Mapping[tuple[str, str, str], pd.DataFrame], offset: Mapping[str, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The structure and the gold pairs among the node kinds of ``offset`` (kind -> index of its first node in the
+    joint numbering) from typed edge tables (``edges[(src_kind, rel, dst_kind)]`` with int ``src``, ``dst``, as
+    :class:`scenerec.kg.EdgeIndex` holds them). Returns ``structure`` (2, E): every ``RELATED`` edge, and ``gold``
+    (G, 2): the ``SAME_AS`` pairs whose ``method`` is ``gold``, in joint indices and stored direction (``SAME_AS``
+    links are never structure)."""
+    structure, gold_parts = [], []
+    for (a, rel, b), df in edges.items():
+        if a not in offset or b not in offset or df.empty:
+            continue
+        pair = np.stack([df["src"].to_numpy(np.int64) + offset[a], df["dst"].to_numpy(np.int64) + offset[b]])
+        if rel == "RELATED":
+            structure.append(pair)
+        elif rel == "SAME_AS" and "method" in df:
+            gold_parts.append(pair[:, (df["method"].astype("string").fillna("") == "gold").to_numpy()])
+    joint = np.concatenate(structure, axis=1) if structure else np.zeros((2, 0), dtype=np.int64)
+    gold = np.concatenate(gold_parts, axis=1).T if gold_parts else np.zeros((0, 2), dtype=np.int64)
+    return joint, gold
+
+
+def orient_pairs(pairs: np.ndarray, left: np.ndarray, right: np.ndarray, n: int) -> np.ndarray:
+    """The pairs (P, 2) of nodes ``< n`` that join a ``left`` node with a ``right`` one, as (left, right) rows
+    whichever way they were stored, each once, sorted; pairs within one side or outside both are dropped."""
+    is_left, is_right = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+    is_left[left], is_right[right] = True, True
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    forward = is_left[pairs[:, 0]] & is_right[pairs[:, 1]]
+    backward = is_right[pairs[:, 0]] & is_left[pairs[:, 1]]
+    oriented = np.concatenate([pairs[forward], pairs[backward][:, ::-1]])
+    return np.unique(oriented, axis=0) if len(oriented) else oriented.reshape(0, 2)
+
+
+def split_pairs(pairs: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``pairs`` split at random (``numpy.random.default_rng(seed)``) into ``floor(fraction * len(pairs))`` seeds
+    and the held-out rest, both in their order in ``pairs``."""
+    order = np.random.default_rng(seed).permutation(len(pairs))
+    n_seeds = int(np.floor(fraction * len(pairs)))
+    return pairs[np.sort(order[:n_seeds])], pairs[np.sort(order[n_seeds:])]
+
+
+def shared_users(users: np.ndarray, scenes: np.ndarray, left: int, right: int) -> int:
+    """How many users interacted with items of both scene indices ``left`` and ``right``, from one row per
+    interaction: its user index (``users``) and its item's scene index (``scenes``)."""
+    return len(np.intersect1d(users[scenes == left], users[scenes == right]))
