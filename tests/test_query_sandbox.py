@@ -21,7 +21,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scenerec.cli import DEMO_QUERIES, DEMO_SERVE, SAMPLE, main
+from scenerec.cli import SAMPLE, main
+from scenerec.demo import SAMPLE_PRESET, SERVE_QUERY
 from scenerec.engine import Engine
 from scenerec.errors import StoreError, UnsafeQueryError
 from scenerec.kg import current_generation, open_store, rebuild
@@ -407,7 +408,7 @@ def _readme_queries() -> list[str]:
 def test_readme_and_demo_queries_pass_the_guard() -> None:
     queries = _readme_queries()
     assert len(queries) >= 3, queries
-    for cypher in [*queries, DEMO_SERVE, *(q for _, q, _ in DEMO_QUERIES)]:
+    for cypher in [*queries, SERVE_QUERY, *(q for _, q, _ in SAMPLE_PRESET.queries)]:
         check_read_only(cypher)
 
 
