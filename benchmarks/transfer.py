@@ -36,7 +36,7 @@ Models (``--models``):
   validation users' NDCG@10 with patience 10). The item-item channel is off unless ``--item-item`` names a kind:
   ``knn`` (item kNN across scenes; its exponents and fusion weight chosen per scene on the validation users by
   :func:`scenerec.gnn.train.tune_item_item`, as ``fit("crossscene")`` does) or ``ease`` (a dense EASE inverse over
-  19,757 Office items: minutes per regularisation value on 2 cores).
+  the 19,757 Office items, slow: see ``benchmarks/README.md``).
 
 On cold users the target-only models are skipped: those users have no Office history, so such a model has nothing
 to rank by (``--cold-target-only`` runs them anyway). The aligner runs once, without seeds (the dataset has no gold
@@ -44,7 +44,7 @@ item pairs): training-free text + structure features, CSLS, mutual nearest neigh
 of the CSLS score is >= 0.5; its pairs are written into the store as ``SAME_AS`` and reused.
 
 The graph (items, brand/category entities, all-MiniLM-L6-v2 text embeddings of all 38,396 items) is built once into
-``--store`` by scenerec's own pipeline; that takes about 10 minutes on 2 cores.
+``--store`` by scenerec's own pipeline and reused (its cost: ``benchmarks/README.md``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The embedded backend: LadybugDB (PyPI ``ladybug``), an in-process Cypher graph database; the default.
 
-Bulk loads go through ``COPY ... FROM`` an Arrow table (about a million rows per second), never row by row.
+Bulk loads go through ``COPY ... FROM`` an Arrow table, never row by row (speeds: ``benchmarks/README.md``).
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ class LadybugStore(GraphStore):
 
     def _set_model_embeddings(self, label: str, ids: list[str], vectors: np.ndarray) -> int:
         # The column is dropped and added again with the new size (ALTER TABLE), leaving every node without a
-        # vector; then one LOAD FROM an Arrow table sets the given ones (~20x faster than UNWIND of parameters).
+        # vector; then one LOAD FROM an Arrow table sets the given ones (far faster than UNWIND of parameters).
         dim = int(vectors.shape[1])
         self._execute(f"ALTER TABLE {label} DROP IF EXISTS {MODEL_EMBEDDING}")
         self._execute(f"ALTER TABLE {label} ADD {MODEL_EMBEDDING} FLOAT[{dim}]")
@@ -169,7 +169,7 @@ class LadybugStore(GraphStore):
             raise StoreError(f":{label} embeddings have size {have} in this store, not {dim}; rebuild the store")
 
     def _load_nodes_with_embeddings(self, label: str, rows: pd.DataFrame, vectors: np.ndarray) -> int:
-        # One COPY with the vectors as a fixed-size-list column (an UPDATE per node would be ~1k rows/s).
+        # One COPY with the vectors as a fixed-size-list column (not an UPDATE per node, which is slow).
         self._ensure_embedding_column(label, vectors.shape[1])
         return self._load_nodes(label, rows, vectors)
 

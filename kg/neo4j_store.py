@@ -25,7 +25,7 @@ The test suite also runs it against FalkorDB, whose Bolt listener answers as "Ne
 * a connection opened right after another one closed may never get its handshake answered: connection
   acquisition is bounded by ``connect_timeout`` and the constructor retries the first connection.
 
-No connection is opened at import time; the driver itself is imported lazily (it takes about a second), so that
+No connection is opened at import time; the driver itself is imported lazily (its import is slow), so that
 this module imports without it: the driver is the optional extra ``scenerec[neo4j]``, and using the backend without
 it raises :class:`~scenerec.errors.MissingExtraError` naming that extra.
 """

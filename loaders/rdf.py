@@ -55,9 +55,8 @@ prefixes cannot collide with ids, and importing the file gives back the same ids
 ``score`` and ``method`` (every pair is written as ``owl:sameAs``), entity types and attribute keys that were
 themselves IRIs (they come back as local names), and :attr:`Dataset.meta`.
 
-Speed: rdflib parses about 15,000 N-Triples lines a second (DBP15K fr_en's 106k triples load in about 9 s). Its
-Turtle serializer is much slower than its N-Triples one on large graphs (about 10x on DBpedia IRIs), so export big
-datasets with ``format="nt"``.
+Speed: rdflib's Turtle serializer is much slower than its N-Triples one on large graphs, so export big datasets
+with ``format="nt"`` (measured speeds: ``benchmarks/README.md``).
 """
 
 from __future__ import annotations

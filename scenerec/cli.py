@@ -10,20 +10,22 @@ import json
 import math
 import os
 import sys
-import time
 import traceback
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, NoReturn
 
 import pandas as pd
 
 from scenerec import __version__
 from scenerec.config import EmbedConfig
+from scenerec.console import Progress as _Progress
+from scenerec.console import print_frame as _print_frame
+from scenerec.console import print_paths as _print_paths
+from scenerec.console import print_rebuild as _print_rebuild
+from scenerec.console import print_write_back as _print_write_back
+from scenerec.demo import SAMPLE
 from scenerec.errors import ConfigError, ScenerecError, StoreFileError
 from scenerec.registry import DEFAULT_RECOMMENDER, MODELS
-
-SAMPLE = Path(__file__).resolve().parent / "sample_data" / "amazon_arts_office"
 
 
 def _parse_params(items: Sequence[str]) -> dict[str, Any]:
@@ -44,54 +46,6 @@ def _parse_params(items: Sequence[str]) -> dict[str, Any]:
         if not key.isidentifier():
             raise ScenerecError(f"--param {item!r}: {key!r} is not a valid parameter name")
     return params
-
-
-def _print_frame(df: pd.DataFrame, fmt: str) -> None:
-    if fmt == "json":
-        print(df.to_json(orient="records", force_ascii=False))
-    elif fmt == "csv":
-        sys.stdout.write(df.to_csv(index=False))
-    elif df.empty:
-        print("(no rows)")
-    else:
-        with pd.option_context("display.max_colwidth", 60, "display.width", 160):
-            print(df.to_string(index=False))
-
-
-class _Progress:
-    """Progress bars on stderr for a rebuild: texts embedded, then graph rows loaded (off with --quiet or when
-    stderr is not a terminal)."""
-
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self.bars: dict[str, Any] = {}
-
-    def _bar(self, phase: str, total: int, desc: str, unit: str) -> Any:
-        if phase not in self.bars:
-            from tqdm import tqdm
-
-            for other in self.bars.values():
-                other.close()
-            self.bars[phase] = tqdm(
-                total=total, unit=unit, unit_scale=True, desc=desc, disable=self.quiet or None, leave=False
-            )
-        return self.bars[phase]
-
-    def __call__(self, stage: str, rows: int, total: int) -> None:
-        if stage == "read":
-            if not self.quiet and sys.stderr.isatty():
-                print("reading and cleaning the dataset ...", file=sys.stderr)
-        elif stage == "embed":  # rows = texts encoded so far
-            bar = self._bar("embed", total, "embedding texts", "texts")
-            bar.update(rows - bar.n)
-        else:  # rows = graph rows written by this stage
-            bar = self._bar("graph", total, "loading graph", "rows")
-            bar.set_postfix_str(stage)
-            bar.update(rows)
-
-    def close(self) -> None:
-        for bar in self.bars.values():
-            bar.close()
 
 
 class _FitProgress:
@@ -130,33 +84,6 @@ class _FitProgress:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-
-
-def _print_rebuild(report: Any) -> None:
-    res = report.load
-    ds = res.dataset
-    print(f"rebuilt {report.store} from {res.path} (format {res.format}, backend {report.backend})")
-    print(f"  generation {report.generation}")
-    print("nodes:   " + ", ".join(f"{k} {v:,}" for k, v in report.counts["nodes"].items()))
-    print("edges:   " + ", ".join(f"{k} {v:,}" for k, v in report.counts["edges"].items()))
-    print("per scene:")
-    _print_frame(pd.DataFrame(report.scenes), "table")
-    if report.features:
-        f = report.features
-        print(
-            f"text:    {sum(f['texts'].values()):,} texts embedded with {f['model']} ({f['dim']} dims): "
-            f"{sum(f['cached'].values()):,} from the cache, {f['encoded']:,} encoded in {f['seconds']:.1f} s"
-        )
-    else:
-        print("text:    not embedded (--no-embed)")
-    rate = report.stats.total_rows / max(report.stats.total_seconds, 1e-9)
-    times = ", ".join(f"{k} {v:.2f}s" for k, v in report.seconds.items())
-    print(f"time:    {times} (bulk load {report.stats.total_rows:,} rows at {rate:,.0f} rows/s)")
-    print(f"rejects: {len(res.rejects):,} rows -> {report.rejects_file}")
-    for line in res.rejects.summary_lines():
-        print("  " + line)
-    if ds.meta.get("inferred_entities"):
-        print(f"note:    {ds.meta['inferred_entities']:,} entities were known only from triples (no entities row)")
 
 
 def _embed_config(args: argparse.Namespace) -> EmbedConfig | None:
@@ -367,14 +294,6 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_write_back(w: dict[str, Any]) -> None:
-    print(
-        f"written:    {w['edges']:,} RECOMMENDED edges (top {w['k']} per user in {', '.join(w['scenes'])}), "
-        f"{w['property']} ({w['dim']} dims) on {w['users']:,} users and {w['items']:,} items "
-        f"in {w['seconds']:.1f} s"
-    )
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from scenerec.engine import Engine
 
@@ -416,37 +335,6 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         return 0
     _print_frame(recs, args.format)
     return 0
-
-
-def _node_text(node: dict[str, Any]) -> str:
-    """``item 12 "title"``, ``entity brand:sakura``, ``user A7PV`` (long titles cut)."""
-    text = f"{node['label'].lower()} {node['id']}"
-    if node["label"] == "Item" and node["name"]:
-        name = node["name"] if len(node["name"]) <= 50 else node["name"][:47] + "..."
-        text += f' "{name}"'
-    return text
-
-
-def _path_text(path: dict[str, Any]) -> str:
-    """One explanation path on one line: ``user A -INTERACTED-> item 12 "..." -RELATED:brand- entity brand:x``
-    (``INTERACTED`` points from the user to the item; ``RELATED`` and ``SAME_AS`` are shown without a direction)."""
-    nodes = path["nodes"]
-    parts = [_node_text(nodes[0])]
-    for prev, rel, node in zip(nodes, path["relations"], nodes[1:], strict=False):
-        if rel == "INTERACTED":
-            parts.append(f"-{rel}->" if prev["label"] == "User" else f"<-{rel}-")
-        else:
-            parts.append(f"-{rel}-")
-        parts.append(_node_text(node))
-    return " ".join(parts)
-
-
-def _print_paths(paths: list[dict[str, Any]], indent: str = "") -> None:
-    if not paths:
-        print(f"{indent}(no path in the graph)")
-    for n, path in enumerate(paths, 1):
-        via = f" (and {path['support'] - 1} more users)" if path.get("support", 1) > 1 else ""
-        print(f"{indent}{n}. {path['score']:.4f} {path['kind']}: {_path_text(path)}{via}")
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -543,191 +431,11 @@ def cmd_formats(args: argparse.Namespace) -> int:
     return 0
 
 
-DEMO_QUERIES: list[tuple[str, str, dict[str, Any]]] = [
-    (
-        "Users active in both scenes (shared users)",
-        "MATCH (u:User)-[:INTERACTED]->(i:Item) WITH u, count(DISTINCT i.scene) AS scenes "
-        "WHERE scenes > 1 RETURN count(u) AS shared_users",
-        {},
-    ),
-    (
-        "Most connected items (users who interacted)",
-        "MATCH (u:User)-[r:INTERACTED]->(i:Item) RETURN i.id AS item, i.scene AS scene, i.title AS title, "
-        "count(u) AS users ORDER BY users DESC, item LIMIT $k",
-        {"k": 5},
-    ),
-    (
-        "Office items of the brand most shared between the scenes",
-        "MATCH (i:Item)-[:RELATED {relation: 'brand'}]->(b:Entity) WHERE b.id = $brand AND i.scene = $scene "
-        "RETURN i.id AS item, i.title AS title LIMIT 5",
-        {"scene": "office"},
-    ),
-]
-
-
-#: ``make demo`` trains with a fixed seed and at most :data:`DEMO_EPOCHS` epochs, with :data:`DEMO_TARGET` as the
-#: target scene of the transfer ablation.
-DEMO_SEED = 2020
-DEMO_EPOCHS = 50
-DEMO_TARGET = "office"
-#: The models ``make demo`` trains (variant, model, ``Engine.fit`` keywords): the transfer ablation of
-#: ``benchmarks/transfer.py``; the full model comes last, so it is the one saved, written back and explained.
-DEMO_VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
-    ("most popular", "pop", {}),
-    ("target scene only (no transfer)", "crossscene", {"scenes": [DEMO_TARGET], "options": {"gate": False}}),
-    ("shared users", "crossscene", {"alignment": False, "options": {"gate": False}}),
-    ("+ entity alignment", "crossscene", {"options": {"gate": False}}),
-    ("+ gate: crossscene (full transfer)", "crossscene", {}),
-]
-DEMO_MODEL = DEMO_VARIANTS[-1][1]
-#: One Cypher query that serves a user's written-back recommendations in a scene.
-DEMO_SERVE = (
-    "MATCH (u:User {id: $user})-[r:RECOMMENDED]->(i:Item) WHERE i.scene = $scene "
-    "RETURN r.rank AS rank, i.id AS item, r.score AS score ORDER BY rank LIMIT 5"
-)
-
-
-def _demo_align(store: str, steps: list[tuple[str, float, str]]) -> None:
-    """Align the sample's two scenes (no gold pairs: training-free text + structure, CSLS, mutual nearest)."""
-    from scenerec.engine import Engine
-
-    t0 = time.perf_counter()
-    with Engine.open(store, read_only=False) as engine:
-        left, right = engine.store.scene_ids()[:2]
-        result = engine.align(left, right, seed_fraction=0.0, seed=DEMO_SEED)
-        pairs = result.pairs
-    print(f"\n== Entity alignment {left} <-> {right}: the same things under different ids (SAME_AS edges)")
-    summary = result.summary
-    print(
-        f"   {summary['pairs']} pairs accepted (calibrated score >= {summary.get('threshold', 0.5)}), "
-        f"{summary['written']} written as SAME_AS, {len(result.review)} below the threshold listed for review; "
-        f"{summary['shared_users']} users are shared by the scenes"
-    )
-    if len(pairs):
-        show = pairs.sort_values("score", ascending=False).head(5)
-        _print_frame(show[["kind_left", "name_left", "name_right", "score"]].round({"score": 3}), "table")
-    seconds = time.perf_counter() - t0
-    steps.append(("align", seconds, f"{summary['written']} SAME_AS pairs between {left} and {right}"))
-
-
-def _demo_recommenders(store: str, steps: list[tuple[str, float, str]]) -> None:
-    """Train the transfer ablation, compare it per scene, write back, recommend with explanations."""
-    from scenerec.engine import Engine
-
-    columns = ["variant", "scene", "users", "recall@10", "ndcg@10", "recall@20", "ndcg@20"]
-    with Engine.open(store, read_only=False) as engine:
-        scenes = engine.store.scene_ids()
-        rows = []
-        t0 = time.perf_counter()
-        for variant, name, kw in DEMO_VARIANTS:
-            result = engine.fit(name, seed=DEMO_SEED, epochs=DEMO_EPOCHS, **kw)
-            rows += [{"variant": variant, **engine.evaluate(scene)} for scene in scenes]
-        steps.append(
-            ("train + evaluate", time.perf_counter() - t0, f"{len(DEMO_VARIANTS)} models x {len(scenes)} scenes")
-        )
-        print(
-            f"\n== Transfer into recommendation, target scene {DEMO_TARGET}: with and without transfer "
-            f"(seed {DEMO_SEED}; full model: best epoch {result.best_epoch} of {len(result.history)}, "
-            f"{result.seconds_total:.1f} s)"
-        )
-        print("   test split, full ranking of each scene's items, the user's train and valid items left out")
-        table = pd.DataFrame(rows)[columns].round(4)
-        _print_frame(table, "table")
-        t0 = time.perf_counter()
-        written = engine.write_back(k=10)
-        steps.append(("write back", time.perf_counter() - t0, f"{written['edges']} RECOMMENDED edges"))
-        print("\n== Write-back: the recommendations and the learnt vectors go into the graph for Cypher users")
-        _print_write_back(written)
-        users = engine.store.query(
-            "MATCH (u:User)-[r:INTERACTED]->(i:Item) WHERE r.split = 'train' "
-            "WITH u, count(DISTINCT i.scene) AS scenes, count(i) AS n WHERE scenes > 1 "
-            "RETURN u.id AS user, n ORDER BY n DESC, user LIMIT 2"
-        )["user"].astype(str)
-        titles = engine.items().set_index("item_id")["title"]
-        t0 = time.perf_counter()
-        for user in users:
-            recs = engine.recommend(user, DEMO_TARGET, k=3, explain=True, max_paths=2)
-            print(f"\n== Top 3 {DEMO_TARGET} items for user {user}, and why (Engine.recommend(..., explain=True))")
-            for row in recs.itertuples(index=False):
-                print(f"  {row.rank}. item {row.item_id} ({row.score:.4f}) {titles.get(row.item_id, '')}")
-                _print_paths(list(row.explanation), indent="       ")
-        steps.append(("explain", time.perf_counter() - t0, f"top 3 with their best 2 paths for {len(users)} users"))
-        if len(users):
-            user = users.iloc[-1]
-            print(f"\n== Served from the graph, one Cypher query (user {user}, scene {DEMO_TARGET})\n   {DEMO_SERVE}")
-            _print_frame(engine.store.query(DEMO_SERVE, user=user, scene=DEMO_TARGET).round({"score": 4}), "table")
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
-    from scenerec.kg import open_store
-    from scenerec.pipeline import build
+    from scenerec.demo import run_demo
 
-    sample = Path(args.sample)
-    print(
-        f"scenerec {__version__} demo: the whole pipeline on the bundled sample (rebuild, query, align, train with "
-        "and without transfer, evaluate, write back, explain, report)"
-    )
-    print(f"sample:  {sample}")
-    t0 = time.perf_counter()
-    progress = _Progress(args.quiet)
-    try:
-        report = build(sample, args.store, progress=progress)
-    finally:
-        progress.close()
-    rebuild_seconds = time.perf_counter() - t0
-    print(f"\n== rebuild ({rebuild_seconds:.1f} s)")
-    _print_rebuild(report)
-    with open_store(args.store) as store:
-        shared = store.shared_entities(limit=8)
-        print("\n== Entities that both scenes share (items of each scene point to them)")
-        _print_frame(shared, "table")
-        brand = next((e for e, t in zip(shared["entity"], shared["type"], strict=True) if t == "brand"), "")
-        for title, cypher, params in DEMO_QUERIES:
-            p = dict(params)
-            if "$brand" in cypher:
-                p["brand"] = brand
-                title += f" ({brand})"
-            print(f"\n== {title}\n   {cypher}")
-            _print_frame(store.query(cypher, **p), "table")
-        user = str(store.query("MATCH (u:User) RETURN u.id AS id ORDER BY id LIMIT 1")["id"].iloc[0])
-        hood = store.k_hop(user, k=2, label="User")
-        print(f"\n== 2-hop neighbourhood of user {user}: nodes per label and distance")
-        _print_frame(hood.groupby(["hops", "label"]).size().rename("nodes").reset_index(), "table")
-    if report.features:
-        from scenerec.engine import Engine
-
-        with Engine.open(args.store) as engine:
-            print("\n== Semantic search (text embeddings): 'blue gel pens' among office items")
-            _print_frame(engine.search_items("blue gel pens", scene="office", k=5), "table")
-    steps: list[tuple[str, float, str]] = [("rebuild + embed", rebuild_seconds, _counts_line(report))]
-    _demo_align(args.store, steps)
-    _demo_recommenders(args.store, steps)
-    from scenerec.report import make_report
-
-    t0 = time.perf_counter()
-    page = make_report(args.store)
-    path = page.write(args.report)
-    steps.append(("report", time.perf_counter() - t0, f"{page.images} plots in {path}"))
-    print(f"\n== Summary: what the demo did ({sum(s for _, s, _ in steps):.0f} s)")
-    _print_frame(pd.DataFrame(steps, columns=["step", "seconds", "what"]).round({"seconds": 1}), "table")
-    print(f"\nThe store is {args.store}; the report is {path.resolve()} (open it in a browser).")
-    print(f'\nQuery it yourself:  scenerec query --store {args.store} "MATCH (s:Scene) RETURN s.id, s.name"')
-    print(f'Search by meaning:  scenerec search --store {args.store} "watercolor paper" -k 5')
-    print(
-        f"Serve from Cypher:  scenerec query --store {args.store} '{DEMO_SERVE}' --param user=USER --param scene=office"
-    )
-    print(f"Similar items:      scenerec similar --store {args.store} --item ITEM -k 5")
-    print(f"Why an item:        scenerec explain --store {args.store} --user USER --item ITEM")
-    print(f"Add new data:       scenerec update --store {args.store} NEW_DATA_FOLDER")
+    run_demo(args.sample, args.store, args.report, quiet=args.quiet)
     return 0
-
-
-def _counts_line(report: Any) -> str:
-    nodes = sum(report.counts.get("nodes", {}).values())
-    edges = sum(report.counts.get("edges", {}).values())
-    texts = report.features.get("texts", 0)
-    texts = sum(texts.values()) if isinstance(texts, dict) else texts
-    return f"{nodes} nodes, {edges} relationships, {texts} texts embedded"
 
 
 def _add_embed_args(p: argparse.ArgumentParser) -> None:

@@ -21,14 +21,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scenerec.cli import DEMO_QUERIES, DEMO_SERVE, SAMPLE, main
+from scenerec.cli import SAMPLE, main
+from scenerec.demo import SAMPLE_PRESET, SERVE_QUERY
 from scenerec.engine import Engine
 from scenerec.errors import StoreError, UnsafeQueryError
 from scenerec.kg import current_generation, open_store, rebuild
 from scenerec.kg.cypher_guard import NAME_KEYWORDS, READ_KEYWORDS, REFUSED_KEYWORDS, check_read_only
 from scenerec.kg.neo4j_store import Neo4jStore
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+REPO = Path(__file__).resolve().parents[1]
+READMES = [REPO / "README.md", REPO / "benchmarks" / "README.md"]
 SECRET = "TOP-SECRET-7f3a9c"
 
 #: LadybugDB's keywords (LadybugDB/ladybug, src/antlr4/keywords.txt, plus DECIMAL and SKIP of Cypher.g4).
@@ -390,8 +392,8 @@ def test_bypass_tricks_through_the_cli(built: Path, secret: Path, capsys: pytest
 
 # -------------------------------------------------------------------- no false positives
 def _readme_queries() -> list[str]:
-    """Every Cypher read query that README.md shows (``store.query(...)``, ``scenerec query ...``, cypher blocks)."""
-    text = README.read_text(encoding="utf-8")
+    """Every Cypher read query that the READMEs show (``store.query(...)``, ``scenerec query ...``, cypher blocks)."""
+    text = "\n".join(path.read_text(encoding="utf-8") for path in READMES)
     found = [
         m.group(2)
         for m in re.finditer(
@@ -407,7 +409,7 @@ def _readme_queries() -> list[str]:
 def test_readme_and_demo_queries_pass_the_guard() -> None:
     queries = _readme_queries()
     assert len(queries) >= 3, queries
-    for cypher in [*queries, DEMO_SERVE, *(q for _, q, _ in DEMO_QUERIES)]:
+    for cypher in [*queries, SERVE_QUERY, *(q for _, q, _ in SAMPLE_PRESET.queries)]:
         check_read_only(cypher)
 
 
