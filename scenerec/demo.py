@@ -101,7 +101,7 @@ SAMPLE_PRESET = DemoPreset(
         (
             "Office items of the brand most shared between the scenes",
             "MATCH (i:Item)-[:RELATED {relation: 'brand'}]->(b:Entity) WHERE b.id = $brand AND i.scene = $scene "
-            "RETURN i.id AS item, i.title AS title LIMIT 5",
+            "RETURN i.id AS item, i.title AS title ORDER BY item LIMIT 5",
             {"scene": "office"},
         ),
     ),
