@@ -1,7 +1,7 @@
 """Graph propagation over the user–item bipartite graph with a pre-normalised torch CSR adjacency.
 
-On CPU, a torch ``sparse_csr`` matmul against the symmetric normalised adjacency is tens of times faster than PyG's
-``edge_index`` message passing (see ``shared/NOTES.md``, "PyG on CPU"). Autograd through ``adj @ x`` would transpose
+On CPU, a torch ``sparse_csr`` matmul against the symmetric normalised adjacency is much faster than PyG's
+``edge_index`` message passing (measured in ``benchmarks/README.md``, ``benchmarks/propagation.py``). Autograd through ``adj @ x`` would transpose
 the CSR for the backward pass; since ``D^-1/2 A D^-1/2`` of an undirected graph is symmetric, :class:`SymmetricSpMM`
 reuses the same matmul for the gradient instead.
 
