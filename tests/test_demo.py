@@ -67,6 +67,7 @@ def test_run_demo_returns_the_tables_it_prints(sample_store: Path, tmp_path: Pat
     assert steps == ["rebuild + embed", "align", "train + evaluate", "write back", "explain", "report"]
     assert tables["summary"]["step"].tolist() == steps
     assert result.steps[0].what == "4146 nodes, 15941 relationships, 3446 texts embedded"
+    assert "3,446 texts embedded with all-MiniLM-L6-v2 (384 dims): 3,446 from the cache" in text
     assert result.seconds == pytest.approx(sum(s.seconds for s in result.steps))
     assert result.report == tmp_path / "report" / "report.html" and result.report.is_file()
     assert result.rebuild.counts["nodes"]["Item"] == 2211
