@@ -2,13 +2,14 @@
 classification and semantic search over item texts."""
 
 from scenerec.llm.cache import EmbeddingCache, text_key
-from scenerec.llm.encoder import DEFAULT_MODEL, HFTextEncoder, TextEncoder, default_model_path
+from scenerec.llm.encoder import DEFAULT_MODEL, PRECISIONS, HFTextEncoder, TextEncoder, default_model_path
 from scenerec.llm.features import TEXT_LABELS, EmbedStats, embed_dataset
 from scenerec.llm.scenes import SceneClassifier, SceneReport, assign_scenes, evaluate, item_features
 from scenerec.llm.templates import TextTemplates, texts_frame
 
 __all__ = [
     "DEFAULT_MODEL",
+    "PRECISIONS",
     "TEXT_LABELS",
     "EmbedStats",
     "EmbeddingCache",

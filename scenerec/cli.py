@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 import pandas as pd
 
 from scenerec import __version__
-from scenerec.config import EmbedConfig
+from scenerec.config import PRECISIONS, EmbedConfig
 from scenerec.console import Progress as _Progress
 from scenerec.console import print_frame as _print_frame
 from scenerec.console import print_paths as _print_paths
@@ -89,7 +89,9 @@ class _FitProgress:
 def _embed_config(args: argparse.Namespace) -> EmbedConfig | None:
     if getattr(args, "no_embed", False):
         return None
-    return EmbedConfig(model=args.model, threads=args.threads, device=args.device)
+    return EmbedConfig(
+        model=args.model, threads=args.threads, device=args.device, precision=getattr(args, "precision", "fp32")
+    )
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
@@ -447,6 +449,12 @@ def _add_embed_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads for the text model")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA when available)")
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=PRECISIONS,
+        help="fp32, or int8: the text model's Linear layers quantised to int8 on the CPU (faster, cosine ~0.98 to fp32)",
+    )
 
 
 def _wait_seconds(text: str) -> float:

@@ -63,6 +63,18 @@ def check_backend(name: str) -> Backend:
     return name
 
 
+#: Text-model precisions (:class:`EmbedConfig`, ``HFTextEncoder``): the model as published (float32), or its
+#: ``Linear`` layers dynamically quantised to int8 on the CPU.
+PRECISIONS = ("fp32", "int8")
+
+
+def check_precision(name: str) -> str:
+    """``name`` if it is one of :data:`PRECISIONS`, else a :class:`ConfigError` naming the choices."""
+    if name not in PRECISIONS:
+        raise ConfigError(f"text model precision must be one of {', '.join(PRECISIONS)}, not {name!r}")
+    return name
+
+
 @dataclass(frozen=True)
 class EmbedConfig:
     """How node texts are embedded during a rebuild.
@@ -71,6 +83,7 @@ class EmbedConfig:
     ``threads``: torch CPU threads (default: torch's own choice). ``device``: ``cpu``, ``cuda``, ... (default:
     CUDA when available). ``cache``: reuse vectors of unchanged texts from ``STORE/cache/embeddings``.
     ``download``: a Hugging Face name not found locally may be downloaded (off for a model named by a store).
+    ``precision``: ``fp32`` or ``int8`` (dynamic int8 quantisation, CPU only; see ``HFTextEncoder``).
     """
 
     model: str | None = None
@@ -80,3 +93,7 @@ class EmbedConfig:
     max_length: int | None = None
     cache: bool = True
     download: bool = True
+    precision: str = "fp32"
+
+    def __post_init__(self) -> None:
+        check_precision(self.precision)

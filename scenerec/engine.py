@@ -204,7 +204,13 @@ class Engine:
             model = info.get("model")
             # a model named by the store is loaded from a local folder or cache only, never downloaded: pass
             # Engine.open(..., encoder=HFTextEncoder(name)) to fetch it on purpose
-            self._encoder = make_encoder(EmbedConfig(model=None if model == DEFAULT_MODEL else model, download=False))
+            self._encoder = make_encoder(
+                EmbedConfig(
+                    model=None if model == DEFAULT_MODEL else model,
+                    download=False,
+                    precision=info.get("precision") or "fp32",
+                )
+            )
         if self._encoder.identity != info.get("identity"):
             raise ConfigError(
                 f"{self.path} was embedded with {info.get('identity')!r}, not with {self._encoder.identity!r}; "

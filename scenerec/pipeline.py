@@ -35,6 +35,7 @@ def make_encoder(config: EmbedConfig) -> HFTextEncoder:
         batch_size=config.batch_size,
         max_length=config.max_length,
         download=config.download,
+        precision=config.precision,
     )
 
 
@@ -76,6 +77,7 @@ def text_feature_step(
         info: dict[str, Any] = {
             "model": getattr(encoder, "name", type(encoder).__name__),
             "identity": encoder.identity,
+            "precision": getattr(encoder, "precision", "fp32"),
             "dim": encoder.dim,
             "texts": stats.texts,
             "without_text": {label: int((~has[label]).sum()) for label in TEXT_LABELS},
