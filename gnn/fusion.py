@@ -191,10 +191,13 @@ class ItemItem(torch.nn.Module):
             shape = (self.num_items, self.num_items)
             matrix = sp.csr_matrix((self.vals.cpu().numpy(), (self.rows.cpu().numpy(), self.cols.cpu().numpy())), shape)
             cached = self._matrix_sp = (key, matrix)
-        x = sp.csr_matrix((np.ones(len(local), dtype=np.float32), (local, cols)), shape=(b, self.num_items))
+        indptr = np.zeros(b + 1, dtype=np.int64)
+        np.cumsum(np.bincount(local, minlength=b), out=indptr[1:])
+        order = np.argsort(local, kind="stable")
+        x = sp.csr_matrix((np.ones(len(local), dtype=np.float32), cols[order], indptr), shape=(b, self.num_items))
         x.sum_duplicates()
         x.data[:] = 1.0
-        return np.asarray((x @ cached[1][:, items]).toarray(), dtype=np.float32)
+        return np.asarray((x @ cached[1]).toarray()[:, items], dtype=np.float32)
 
     def transposed(self) -> Tensor:
         """``B^T`` as a sparse CSR tensor (I, I), cached until the weights change."""

@@ -94,13 +94,10 @@ class Ranker:
             raise UnknownIdError("user", user_id)
         users = np.array([engine.idmap.index("user", user_id)], dtype=np.int64)
         _, items, scores, ranks = self._scene_top_k(trained, users, scene_index, k)
-        recs = pd.DataFrame(
-            {
-                "item_id": pd.Series(self._id_array("item")[items], dtype=object),
-                "scene": pd.Series([scene] * len(items), dtype=object),
-                "score": scores,
-                "rank": ranks,
-            }
+        recs = _frame(
+            {"item_id": self._id_array("item")[items], "scene": np.full(len(items), scene, dtype=object)},
+            score=scores,
+            rank=ranks,
         )
         return self._with_explanations(recs, user_id, max_paths) if explain else recs
 
@@ -123,14 +120,14 @@ class Ranker:
         parts = list(self._top_k_blocks(trained, users, scene_index, k, batch_size))
         user_of = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
         items = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
-        return pd.DataFrame(
+        return _frame(
             {
-                "user_id": pd.Series(self._id_array("user")[user_of], dtype=object),
-                "item_id": pd.Series(self._id_array("item")[items], dtype=object),
-                "scene": pd.Series([scene] * len(items), dtype=object),
-                "score": np.concatenate([p[2] for p in parts]) if parts else np.zeros(0),
-                "rank": np.concatenate([p[3] for p in parts]) if parts else np.zeros(0, dtype=np.int64),
-            }
+                "user_id": self._id_array("user")[user_of],
+                "item_id": self._id_array("item")[items],
+                "scene": np.full(len(items), scene, dtype=object),
+            },
+            score=np.concatenate([p[2] for p in parts]) if parts else np.zeros(0),
+            rank=np.concatenate([p[3] for p in parts]) if parts else np.zeros(0, dtype=np.int64),
         )
 
     def _top_k_blocks(
@@ -426,3 +423,10 @@ class Ranker:
         self._write_embeddings(engine.store, trained)
         report.seconds["refresh"] = round(time.perf_counter() - t0, 3)
         return {"refreshed_users": len(affected), "recommended": written, "model": trained.name}
+
+
+def _frame(ids: dict[str, np.ndarray], score: np.ndarray, rank: np.ndarray) -> pd.DataFrame:
+    """A frame of the id columns ``ids`` (object arrays of strings; pandas' string columns also when empty), then
+    ``score`` (float64) and ``rank`` (int64)."""
+    frame = pd.DataFrame({**ids, "score": score, "rank": rank}, copy=False)
+    return frame.astype(dict.fromkeys(ids, str)) if len(frame) == 0 else frame
