@@ -56,6 +56,7 @@ class ItemItem(torch.nn.Module):
         self.register_buffer("vals", torch.zeros(nnz))
         self.skipped_scenes: list[int] = []
         self._matrix_t: Tensor | None = None
+        self._matrix_sp: tuple[tuple[int, int, int], Any] | None = None  # B as a scipy CSR, for :meth:`columns`
 
     @property
     def nnz(self) -> int:
@@ -168,6 +169,7 @@ class ItemItem(torch.nn.Module):
         self.cols = torch.from_numpy(np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64)).long()
         self.vals = torch.from_numpy(np.concatenate(vals) if vals else np.zeros(0)).float()
         self._matrix_t = None
+        self._matrix_sp = None
 
     def scores(self, x: Tensor) -> Tensor:
         """``x @ B`` for dense user rows ``x`` (b, I) -> (b, I)."""
@@ -175,6 +177,27 @@ class ItemItem(torch.nn.Module):
             return x.new_zeros(x.shape)
         # (B^T x^T)^T: sparse CSR @ dense is the fast direction.
         return (self.transposed() @ x.t()).t()
+
+    def columns(self, local: np.ndarray, cols: np.ndarray, b: int, items: np.ndarray) -> np.ndarray:
+        """``(x @ B)[:, items]`` (b, n) float32 for the 0/1 user rows ``x`` given by their ones (row ``local``,
+        column ``cols``): a sparse product with the history's rows of ``B`` only, no dense (b, I) row."""
+        import scipy.sparse as sp
+
+        if self.nnz == 0:
+            return np.zeros((b, len(items)), dtype=np.float32)
+        key = (self.vals.data_ptr(), self.vals._version, self.nnz)
+        cached = self._matrix_sp
+        if cached is None or cached[0] != key:
+            shape = (self.num_items, self.num_items)
+            matrix = sp.csr_matrix((self.vals.cpu().numpy(), (self.rows.cpu().numpy(), self.cols.cpu().numpy())), shape)
+            cached = self._matrix_sp = (key, matrix)
+        indptr = np.zeros(b + 1, dtype=np.int64)
+        np.cumsum(np.bincount(local, minlength=b), out=indptr[1:])
+        order = np.argsort(local, kind="stable")
+        x = sp.csr_matrix((np.ones(len(local), dtype=np.float32), cols[order], indptr), shape=(b, self.num_items))
+        x.sum_duplicates()
+        x.data[:] = 1.0
+        return np.asarray((x @ cached[1]).toarray()[:, items], dtype=np.float32)
 
     def transposed(self) -> Tensor:
         """``B^T`` as a sparse CSR tensor (I, I), cached until the weights change."""
@@ -278,6 +301,21 @@ class ItemItemFusion(ModelWrapper):
         if not self.active:
             return base
         return base + self.item_item_scores(self.train_rows(users, base.device))
+
+    def score_items(
+        self, users: Tensor, items: Tensor, user_emb: Tensor, item_emb: Tensor, items_emb: Tensor | None = None
+    ) -> Tensor:
+        """The base model's scores of ``items`` plus the fused item-item term of those columns only, from the
+        users' sparse training rows (no dense (b, I) row)."""
+        base = self.base.score_items(users, items, user_emb, item_emb, items_emb)
+        if not self.active:
+            return base
+        local, cols = self._train.select(users.cpu().numpy())
+        cols_of = items.cpu().numpy()
+        term = torch.from_numpy(self.channel.columns(local, cols, users.numel(), cols_of)).to(base)
+        scene = self.item_scene_t[items.to(self.item_scene_t.device)]
+        weight = torch.where(scene >= 0, self.fusion[scene.clamp_min(0)], self.fusion[0])
+        return base + term * weight.to(base).unsqueeze(0)
 
     def score_histories(self, histories: Sequence[Tensor], user_emb: Tensor, item_emb: Tensor) -> Tensor:
         """New users: the base model's scores of their histories plus the item-item term of those histories."""

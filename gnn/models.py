@@ -98,6 +98,18 @@ class Recommender(torch.nn.Module):
             user_emb, item_emb = self.forward()
         return user_emb[users] @ item_emb.t()
 
+    def score_items(
+        self, users: Tensor, items: Tensor, user_emb: Tensor, item_emb: Tensor, items_emb: Tensor | None = None
+    ) -> Tensor:
+        """Scores (b, n) of the items ``items`` (n,) for ``users`` (b,): the columns ``items`` of :meth:`score`
+        (equal up to float rounding), without scoring the other items where the model can.
+
+        ``user_emb`` and ``item_emb``: the output of :meth:`forward`; ``items_emb``: ``item_emb[items]`` when the
+        caller keeps it (serving the items of one scene many times). Here: the dot products with those rows only.
+        """
+        rows = item_emb[items] if items_emb is None else items_emb
+        return user_emb[users] @ rows.t()
+
     def score_histories(self, histories: Sequence[Tensor], user_emb: Tensor, item_emb: Tensor) -> Tensor:
         """Scores (b, I) of every item for b users the model has never seen, each given only by the item indices of
         its history (a 1-d LongTensor per user): inductive inference, no retraining.
@@ -176,6 +188,13 @@ class MostPopular(Recommender):
         """The counts (b, I), one row per user of ``users`` (b,); ``user_emb`` is not needed."""
         counts = self.item_counts if item_emb is None else item_emb[:, 0]
         return counts.unsqueeze(0).expand(users.numel(), -1)
+
+    def score_items(
+        self, users: Tensor, items: Tensor, user_emb: Tensor, item_emb: Tensor, items_emb: Tensor | None = None
+    ) -> Tensor:
+        """The counts of ``items`` (b, n), one row per user of ``users`` (b,)."""
+        rows = item_emb[items] if items_emb is None else items_emb
+        return rows[:, 0].unsqueeze(0).expand(users.numel(), -1)
 
     def score_histories(self, histories: Sequence[Tensor], user_emb: Tensor, item_emb: Tensor) -> Tensor:
         """The counts (b, I) for every new user, whatever its history."""
@@ -317,6 +336,12 @@ class ModelWrapper(Recommender):
 
     def regularized(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
         return self.base.regularized(users, pos, neg)
+
+    def score_items(
+        self, users: Tensor, items: Tensor, user_emb: Tensor, item_emb: Tensor, items_emb: Tensor | None = None
+    ) -> Tensor:
+        """The columns ``items`` of this wrapper's :meth:`score` (a wrapper that can do better overrides this)."""
+        return self.score(users, user_emb, item_emb)[:, items]
 
     def reset_parameters(self) -> None:
         self.base.reset_parameters()

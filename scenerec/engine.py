@@ -282,6 +282,10 @@ class Engine:
         """:meth:`Ranker.recommend <scenerec.ranker.Ranker.recommend>`."""
         return self.ranker.recommend(user_id, scene, k, explain=explain, max_paths=max_paths)
 
+    def recommend_many(self, user_ids: Sequence[str], scene: str, k: int = 10, batch_size: int = 1024) -> pd.DataFrame:
+        """:meth:`Ranker.recommend_many <scenerec.ranker.Ranker.recommend_many>`."""
+        return self.ranker.recommend_many(user_ids, scene, k, batch_size)
+
     def explain(self, user_id: str, item_id: str, max_paths: int = 3) -> list[dict[str, Any]]:
         """:meth:`Ranker.explain <scenerec.ranker.Ranker.explain>`."""
         return self.ranker.explain(user_id, item_id, max_paths)

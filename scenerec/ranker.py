@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -28,10 +28,51 @@ class Ranker:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._ids: dict[str, tuple[tuple[str, int, int], np.ndarray]] = {}  # see _id_array
 
     def _scene_items(self, trained: TrainedModel, scene: str) -> np.ndarray:
         """Item indices of ``scene`` (checked to exist), ascending."""
         return trained.scene_items(self._engine._scene_index(scene))
+
+    def _id_array(self, kind: str) -> np.ndarray:
+        """The ids of ``kind`` as a numpy object array in index order, kept while the engine's id map is unchanged
+        (do not modify)."""
+        idmap = self._engine.idmap
+        key = (kind, id(idmap), idmap.size(kind))
+        cached = self._ids.get(kind)
+        if cached is None or cached[0] != key:
+            ids = np.asarray(idmap.ids(kind), dtype=object)
+            ids.flags.writeable = False
+            self._ids[kind] = cached = (key, ids)
+        return cached[1]
+
+    def _user_indices(self, user_ids: Sequence[str]) -> np.ndarray:
+        """The user indices of ``user_ids`` (in order); :class:`UnknownIdError` for the first unknown one."""
+        idmap = self._engine.idmap
+        for user_id in user_ids:
+            if ("user", user_id) not in idmap:
+                raise UnknownIdError("user", user_id)
+        return idmap.indices("user", user_ids).astype(np.int64)
+
+    def _scene_top_k(
+        self, trained: TrainedModel, users: np.ndarray, scene: int, k: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The top-``k`` items of scene index ``scene`` for the user indices ``users`` (one block, scored at once),
+        the users' training items left out: ``(row, item, score, rank)`` per chosen pair, rows ascending, ranks
+        ascending within a row (``row``: position in ``users``; ``score`` float64)."""
+        candidates = trained.scene_items(scene)
+        block = trained.scene_scores(users, scene)
+        if len(candidates):
+            train = trained.splits["train"]
+            local, seen = train.select(users)
+            col = np.searchsorted(candidates, seen)
+            col[col == len(candidates)] = 0
+            own = candidates[col] == seen  # training items of this scene
+            block[local[own], col[own]] = -np.inf
+        pos, valid = top_k(block, k)
+        r, c = np.nonzero(valid)
+        chosen = pos[r, c]
+        return r, candidates[chosen], block[r, chosen].astype(np.float64), c.astype(np.int64) + 1
 
     # ---------------------------------------------------------------- one user
     def recommend(
@@ -43,34 +84,62 @@ class Ranker:
 
         Raises :class:`UnknownIdError` for an unknown user or scene, :class:`ConfigError` when no model is trained.
         """
-        import torch
-
         check_k(k)
         if explain:
             check_k(max_paths, "max_paths")
         engine = self._engine
         trained = engine.trainer.load()
-        candidates = self._scene_items(trained, scene)
+        scene_index = engine._scene_index(scene)
         if ("user", user_id) not in engine.idmap:
             raise UnknownIdError("user", user_id)
-        user = engine.idmap.index("user", user_id)
-        scores = trained.scores(torch.tensor([user], dtype=torch.long))[0].cpu().numpy().astype(np.float64)
-        top = top_positions(scores, k, np.setdiff1d(candidates, trained.train_items(user), assume_unique=True))
-        if len(top) == 0:
-            empty = pd.DataFrame({"item_id": [], "scene": [], "score": [], "rank": []}).astype(
-                {"item_id": str, "scene": str, "score": float, "rank": int}
-            )
-            return self._with_explanations(empty, user_id, max_paths) if explain else empty
-        item_ids = engine.idmap.ids("item")
-        recs = pd.DataFrame(
-            {
-                "item_id": [item_ids[i] for i in top],
-                "scene": scene,
-                "score": scores[top],
-                "rank": np.arange(1, len(top) + 1, dtype=np.int64),
-            }
+        users = np.array([engine.idmap.index("user", user_id)], dtype=np.int64)
+        _, items, scores, ranks = self._scene_top_k(trained, users, scene_index, k)
+        recs = _frame(
+            {"item_id": self._id_array("item")[items], "scene": np.full(len(items), scene, dtype=object)},
+            score=scores,
+            rank=ranks,
         )
         return self._with_explanations(recs, user_id, max_paths) if explain else recs
+
+    def recommend_many(self, user_ids: Sequence[str], scene: str, k: int = 10, batch_size: int = 1024) -> pd.DataFrame:
+        """:meth:`recommend` for many users at once: the users are scored ``batch_size`` at a time and ranked by
+        :func:`~scenerec.ranking.top_k` per block, the same ranking as :meth:`recommend` of each user.
+
+        Columns ``user_id``, ``item_id``, ``scene``, ``score``, ``rank``: the users in the order given (a repeated
+        user is repeated), each one's items best first. Raises :class:`UnknownIdError` for an unknown user or scene,
+        :class:`ConfigError` when no model is trained, ``ValueError`` for a bad ``k`` or ``batch_size``.
+        """
+        check_k(k)
+        check_k(batch_size, "batch_size")
+        if isinstance(user_ids, str):
+            raise ValueError("user_ids must be a list of user ids, not one string: use recommend for one user")
+        engine = self._engine
+        trained = engine.trainer.load()
+        scene_index = engine._scene_index(scene)
+        users = self._user_indices([str(u) for u in user_ids])
+        parts = list(self._top_k_blocks(trained, users, scene_index, k, batch_size))
+        user_of = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
+        items = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
+        return _frame(
+            {
+                "user_id": self._id_array("user")[user_of],
+                "item_id": self._id_array("item")[items],
+                "scene": np.full(len(items), scene, dtype=object),
+            },
+            score=np.concatenate([p[2] for p in parts]) if parts else np.zeros(0),
+            rank=np.concatenate([p[3] for p in parts]) if parts else np.zeros(0, dtype=np.int64),
+        )
+
+    def _top_k_blocks(
+        self, trained: TrainedModel, users: np.ndarray, scene: int, k: int, batch_size: int
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """:meth:`_scene_top_k` of ``users`` in blocks of at most ``batch_size`` users (fewer for a large scene,
+        so that a block holds at most 4M scores): ``(user, item, score, rank)`` per block, ``user`` the user index."""
+        step = max(1, min(batch_size, 4_000_000 // max(len(trained.scene_items(scene)), 1)))
+        for start in range(0, len(users), step):
+            block = users[start : start + step]
+            row, items, scores, ranks = self._scene_top_k(trained, block, scene, k)
+            yield block[row], items, scores, ranks
 
     def explain(self, user_id: str, item_id: str, max_paths: int = 3) -> list[dict[str, Any]]:
         """The ``max_paths`` graph paths that best connect ``user_id`` to ``item_id``, best first: shared entities,
@@ -319,43 +388,17 @@ class Ranker:
         """Columns ``user``, ``item``, ``score``, ``rank``, ``model``: the top-``k`` items of every scene of
         ``scenes`` for the user indices ``users_all``, their training items left out (the ranking of
         :meth:`recommend`), scored ``batch_size`` users at a time."""
-        import torch
-
         engine = self._engine
         trained = engine.trainer.load()
-        n_items = engine.idmap.size("item")
-        train = trained.splits["train"]
-        user_ids = np.asarray(engine.idmap.ids("user"), dtype=object)
-        item_ids = np.asarray(engine.idmap.ids("item"), dtype=object)
+        user_ids, item_ids = self._id_array("user"), self._id_array("item")
+        users_all = np.asarray(users_all, dtype=np.int64)
         parts: list[pd.DataFrame] = []
         for scene in scenes:
-            candidates = self._scene_items(trained, scene)
-            if len(candidates) == 0:
-                continue
-            position = np.full(n_items, -1, dtype=np.int64)
-            position[candidates] = np.arange(len(candidates))
-            step = max(1, min(batch_size, 4_000_000 // len(candidates)))
-            for start in range(0, len(users_all), step):
-                users = users_all[start : start + step]
-                scores = trained.scores(torch.from_numpy(users))[:, torch.from_numpy(candidates)]
-                block = scores.cpu().numpy().astype(np.float64)
-                # the users' training items of this scene are left out
-                counts = np.diff(train.indptr)[users]
-                rows = np.repeat(np.arange(len(users)), counts)
-                seen = np.concatenate([train.indices[train.indptr[u] : train.indptr[u + 1]] for u in users])
-                cols = position[seen.astype(np.int64)] if len(seen) else np.zeros(0, dtype=np.int64)
-                block[rows[cols >= 0], cols[cols >= 0]] = -np.inf
-                pos, valid = top_k(block, k)
-                r, c = np.nonzero(valid)
+            for users, items, scores, ranks in self._top_k_blocks(
+                trained, users_all, engine._scene_index(scene), k, batch_size
+            ):
                 parts.append(
-                    pd.DataFrame(
-                        {
-                            "user": user_ids[users[r]],
-                            "item": item_ids[candidates[pos[r, c]]],
-                            "score": block[r, pos[r, c]],
-                            "rank": c + 1,
-                        }
-                    )
+                    pd.DataFrame({"user": user_ids[users], "item": item_ids[items], "score": scores, "rank": ranks})
                 )
         frame = (
             pd.concat(parts, ignore_index=True)
@@ -380,3 +423,10 @@ class Ranker:
         self._write_embeddings(engine.store, trained)
         report.seconds["refresh"] = round(time.perf_counter() - t0, 3)
         return {"refreshed_users": len(affected), "recommended": written, "model": trained.name}
+
+
+def _frame(ids: dict[str, np.ndarray], score: np.ndarray, rank: np.ndarray) -> pd.DataFrame:
+    """A frame of the id columns ``ids`` (object arrays of strings; pandas' string columns also when empty), then
+    ``score`` (float64) and ``rank`` (int64)."""
+    frame = pd.DataFrame({**ids, "score": score, "rank": rank}, copy=False)
+    return frame.astype(dict.fromkeys(ids, str)) if len(frame) == 0 else frame

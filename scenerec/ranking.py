@@ -26,8 +26,9 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
     Returns ``positions`` (int64, (b, min(k, n)) or (min(k, n),)) and ``valid`` (bool, same shape): False where the
     chosen score is not finite, i.e. at the end of a row with fewer finite scores than ``min(k, n)`` (items left out
-    by setting their score to ``-inf``; NaN and ``+inf`` rank as ``-inf``). Exact: one partition per row, then a sort
-    of the ``k`` chosen, never a full sort of the row.
+    by setting their score to ``-inf``; NaN and ``+inf`` rank as ``-inf``). Exact: one partition per row (a second pass
+    over the rows whose ``k``-th score is tied with entries left out), then a sort of the ``k`` chosen, never a full
+    sort of the row.
     """
     if k < 0:
         raise ValueError(f"k must be >= 0, not {k}")
@@ -40,13 +41,19 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     if k == 0:
         positions, valid = np.zeros((b, 0), dtype=np.int64), np.zeros((b, 0), dtype=bool)
     else:
-        rows = np.where(np.isfinite(rows), rows, -np.inf)  # NaN and +-inf are never served
-        # the k-th highest score of each row; every score above it is taken, then the lowest positions equal to it
-        kth = -np.partition(-rows, k - 1, axis=1)[:, k - 1 : k]
-        above = rows > kth
-        tied = rows == kth
-        take = above | (tied & (np.cumsum(tied, axis=1) <= k - above.sum(axis=1, keepdims=True)))
-        positions = np.nonzero(take)[1].reshape(b, k)  # ascending within each row
+        top = rows.max() if rows.size else 0.0
+        if np.isnan(top) or top == np.inf:  # NaN and +inf are never served: they rank as -inf
+            rows = np.where(np.isfinite(rows), rows, -np.inf)
+        # the k highest of each row as a set (ties at the k-th score broken arbitrarily)
+        positions = np.argpartition(rows, n - k, axis=1)[:, n - k :]
+        kth = np.take_along_axis(rows, positions, axis=1).min(axis=1, keepdims=True)
+        shared = (rows >= kth).sum(axis=1) > k  # rows whose k-th score is shared by entries left out
+        if shared.any():  # every score above the k-th is taken, then the lowest positions equal to it
+            sub, sub_kth = rows[shared], kth[shared]
+            above, tied = sub > sub_kth, sub == sub_kth
+            take = above | (tied & (np.cumsum(tied, axis=1) <= k - above.sum(axis=1, keepdims=True)))
+            positions[shared] = np.nonzero(take)[1].reshape(-1, k)
+        positions.sort(axis=1)
         chosen = np.take_along_axis(rows, positions, axis=1)
         order = np.argsort(-chosen, axis=1, kind="stable")  # stable: equal scores keep the lower position first
         positions = np.take_along_axis(positions, order, axis=1).astype(np.int64)

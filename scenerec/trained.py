@@ -10,7 +10,7 @@ plus :data:`SPLITS_FILE`, the train/valid/test pairs, the item -> scene map and 
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +55,7 @@ class TrainedModel:
     item_scene: np.ndarray
     embeddings: tuple[torch.Tensor, torch.Tensor]
     links: Links | None = None
+    _serving: dict[Any, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def of(
@@ -93,8 +94,31 @@ class TrainedModel:
         return train.indices[train.indptr[user] : train.indptr[user + 1]]
 
     def scene_items(self, scene: int) -> np.ndarray:
-        """The item indices of scene index ``scene``, ascending."""
-        return np.flatnonzero(self.item_scene == scene)
+        """The item indices of scene index ``scene``, ascending (computed once per scene; do not modify)."""
+        key = ("items", scene)
+        if key not in self._serving:
+            found = np.flatnonzero(self.item_scene == scene)
+            found.flags.writeable = False
+            self._serving[key] = found
+        items: np.ndarray = self._serving[key]
+        return items
+
+    def scene_scores(self, users: np.ndarray, scene: int) -> np.ndarray:
+        """Scores (b, n) float32 of the items of scene index ``scene`` (:meth:`scene_items`) for the user indices
+        ``users`` (b,): the columns of :meth:`scores` (equal up to float32 rounding), from
+        :meth:`Recommender.score_items <scenerec.gnn.Recommender.score_items>` with the scene's rows of the item
+        representations kept between calls. A new array the caller may modify."""
+        import torch
+
+        key = ("rows", scene)
+        if key not in self._serving:
+            items = torch.from_numpy(self.scene_items(scene).astype(np.int64))
+            self._serving[key] = (items, self.embeddings[1][items].contiguous())
+        items, rows = self._serving[key]
+        with torch.no_grad():
+            out = self.recommender.score_items(torch.from_numpy(users), items, *self.embeddings, items_emb=rows)
+        fresh = out._base is None and out.is_contiguous()  # not a view of a kept tensor (e.g. popularity's counts)
+        return np.array(out.detach().cpu().numpy(), dtype=np.float32, copy=not fresh)
 
     def save(self, folder: Path, config: TrainConfig, result: FitResult, idmap: IdMap, extra: dict[str, Any]) -> None:
         """Write the model into ``folder`` (replacing what is there): the artifact of

@@ -18,6 +18,7 @@ import torch
 from scenerec.errors import ConfigError
 from scenerec.gnn import (
     CSR,
+    ExtendedRecommender,
     GraphInputs,
     ItemItemFusion,
     Recommender,
@@ -31,6 +32,7 @@ from scenerec.gnn import (
 )
 from scenerec.ids import IdMap
 from scenerec.registry import MODELS, ModelSpec, Registry, load_model
+from scenerec.trained import TrainedModel
 
 LEGACY = Path(__file__).resolve().parent / "data" / "legacy_artifact"
 
@@ -124,6 +126,46 @@ def test_trained_saved_and_loaded_scores_identically(spec: ModelSpec, tmp_path: 
         got = loaded.score_histories(HISTORIES, *loaded_emb)
     assert got.shape == (len(HISTORIES), 10) and torch.isfinite(got).all()
     assert torch.equal(got, want)
+
+
+def test_scores_of_some_items_are_the_columns_of_score(spec: ModelSpec) -> None:
+    """``score_items`` (the serving path: one scene's items, their rows kept) against the columns of ``score``, on
+    every registered model trained a little (the item-item channel surely on), wrapped to serve a new user and a
+    new item, and through :meth:`TrainedModel.scene_scores`."""
+    inputs, valid = _inputs()
+    model = spec.build(inputs, SMALL.get(spec.name))
+    cfg = dataclasses.replace(spec.config(), epochs=2, batch_size=4, seed=3, threads=1)
+    fit(model, inputs.train, valid, cfg, item_scene=inputs.item_scene)
+    tune_item_item(model, inputs.train, valid, inputs.item_scene, regs=(1.0,), exponents=((0.5, 0.5),))
+    if isinstance(model, ItemItemFusion):
+        model.fusion.copy_(torch.tensor([1.5, 0.75]))
+    model.eval()
+    users = torch.tensor([0, 3, 3, 11, 7])
+    with torch.no_grad():
+        emb = model()
+        full = model.score(users, *emb)
+        extended = ExtendedRecommender(model, emb[1][:2] * 0.5, [torch.tensor([0, 4, 10]), torch.tensor([11])])
+        ext_emb = extended()
+        ext_users = torch.tensor([12, 2, 13])
+        ext_full = extended.score(ext_users, *ext_emb)
+        for items in (torch.tensor([1, 2, 5, 8]), torch.arange(10), torch.tensor([7])):
+            for rows in (None, emb[1][items].contiguous()):
+                got = model.score_items(users, items, *emb, items_emb=rows)
+                assert got.shape == (5, len(items))
+                torch.testing.assert_close(got, full[:, items], rtol=1e-5, atol=1e-6)
+            ext_items = torch.cat([items, torch.tensor([10, 11])])
+            got = extended.score_items(ext_users, ext_items, *ext_emb, items_emb=ext_emb[1][ext_items])
+            torch.testing.assert_close(got, ext_full[:, ext_items], rtol=1e-5, atol=1e-6)
+    trained = TrainedModel.of(spec.name, model, {"train": inputs.train}, inputs.item_scene)
+    for scene in (0, 1):
+        items = trained.scene_items(scene)
+        got = trained.scene_scores(users.numpy(), scene)
+        assert got.dtype == np.float32 and got.flags.writeable
+        np.testing.assert_allclose(got, trained.scores(users).numpy()[:, items], rtol=1e-5, atol=1e-6)
+        got[:] = -1.0  # the caller's own array: the next call is not changed by it
+        np.testing.assert_allclose(
+            trained.scene_scores(users.numpy(), scene), trained.scores(users).numpy()[:, items], rtol=1e-5, atol=1e-6
+        )
 
 
 @pytest.mark.parametrize("name", ["scenegnn", "crossscene"])

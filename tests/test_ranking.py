@@ -36,6 +36,20 @@ def test_rows_are_ranked_independently_and_k_is_capped() -> None:
     assert positions.shape == valid.shape == (2, 0)
 
 
+def test_a_float32_block_with_and_without_ties_at_the_cut_off() -> None:
+    """Rows ranked by the one partition (distinct scores) and rows that need the second pass (the k-th score shared
+    with entries left out, left-out items at -inf, a NaN) in one block, against the full sort."""
+    rng = np.random.default_rng(5)
+    scores = rng.standard_normal((40, 300)).astype(np.float32)
+    scores[::3] = np.round(scores[::3])  # few distinct values: ties at the cut-off
+    scores[1::4, ::5] = -np.inf
+    scores[2, 7] = np.nan
+    scores[5, :295] = -np.inf  # fewer finite scores than k
+    positions, valid = top_k(scores, 10)
+    for row, pos, ok in zip(scores, positions, valid, strict=True):
+        assert pos[ok].tolist() == reference(row, 10)
+
+
 def test_top_positions_within_candidates() -> None:
     scores = np.array([4.0, 1.0, 4.0, 7.0, 4.0, np.nan])
     assert top_positions(scores, 3).tolist() == [3, 0, 2]

@@ -141,8 +141,54 @@ def test_recommend_and_write_back_break_ties_alike(sample_store: Path, tmp_path:
             "RETURN i.id AS item ORDER BY r.rank",
             u=user,
         )
+        many = engine.recommend_many([engine.idmap.id("user", 1), user], "office", k=40, batch_size=1)
     assert counts[expected[-1]] == counts[expected[-2]] and len(set(counts[expected])) < 40  # ties at the cut-off
     assert recs["item_id"].tolist() == [engine.idmap.id("item", i) for i in expected] == stored["item"].tolist()
+    assert many[many["user_id"] == user]["item_id"].tolist() == recs["item_id"].tolist()
+
+
+# -------------------------------------------------------------------- recommend_many
+def test_recommend_many_ranks_as_recommend_does(served: dict[str, Any]) -> None:
+    """Users scored in blocks (of 7 here, so blocks are cut mid-list) get the items, ranks and scores that
+    ``recommend`` gives each of them, in the order asked (a repeated user twice)."""
+    with Engine.open(served["store"]) as engine:
+        users = [engine.idmap.id("user", u) for u in range(0, engine.idmap.size("user"), 13)][:30]
+        users += [served["user"], users[0]]
+        for scene in SCENES:
+            many = engine.recommend_many(users, scene, k=K, batch_size=7)
+            assert many.columns.tolist() == ["user_id", "item_id", "scene", "score", "rank"]
+            assert many["rank"].dtype == np.int64 and set(many["scene"]) == {scene}
+            assert list(dict.fromkeys(many["user_id"])) == list(dict.fromkeys(users))
+            for user in dict.fromkeys(users):
+                one = engine.recommend(user, scene, k=K)
+                got = many[many["user_id"] == user].reset_index(drop=True)
+                times = users.count(user)
+                assert len(got) == times * len(one) and len(one) == K
+                assert got["item_id"].tolist() == one["item_id"].tolist() * times
+                assert got["rank"].tolist() == one["rank"].tolist() * times
+                np.testing.assert_allclose(got["score"], np.tile(one["score"], times), rtol=1e-5)
+            # the user with the most office training items: none of them is recommended
+            train = served["train"]
+            index = served["idmap"].index("user", served["user"])
+            seen = {served["idmap"].id("item", i) for i in train.indices[train.indptr[index] : train.indptr[index + 1]]}
+            assert not seen & set(many[many["user_id"] == served["user"]]["item_id"])
+
+
+def test_recommend_many_errors_and_no_users(served: dict[str, Any]) -> None:
+    with Engine.open(served["store"]) as engine:
+        user = engine.idmap.id("user", 0)
+        with pytest.raises(UnknownIdError, match="nobody"):
+            engine.recommend_many([user, "nobody"], "arts")
+        with pytest.raises(UnknownIdError, match="garden"):
+            engine.recommend_many([user], "garden")
+        with pytest.raises(ValueError, match="not one string"):
+            engine.recommend_many(user, "arts")
+        with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+            engine.recommend_many([user], "arts", batch_size=0)
+        with pytest.raises(ValueError, match="k must be a positive integer"):
+            engine.recommend_many([user], "arts", k=0)
+        empty = engine.recommend_many([], "arts")
+    assert len(empty) == 0 and empty.columns.tolist() == ["user_id", "item_id", "scene", "score", "rank"]
 
 
 # -------------------------------------------------------------------- similar_items
