@@ -573,10 +573,18 @@ class GraphStore(abc.ABC):
     def _delete_relationships(self, rel: str, src: str, dst: str) -> int:
         """Delete every relationship of type ``rel`` from ``src`` to ``dst`` nodes (checked names); returns how many."""
 
+    #: Above this many distinct ids, :meth:`_missing` reads every id of the label once instead of matching a list
+    #: parameter (on 52k users, one scan takes a fraction of the time of ``WHERE n.id IN $ids``).
+    MISSING_SCAN_FROM = 2_000
+
     def _missing(self, label: str, ids: pd.Series) -> list[str]:
         """Up to five of ``ids`` that no node of ``label`` has."""
         unique = [str(i) for i in pd.unique(ids.astype(str))]
-        present = set(self._cypher(f"MATCH (n:{label}) WHERE n.id IN $ids RETURN n.id AS id", ids=unique)["id"])
+        if len(unique) > self.MISSING_SCAN_FROM:
+            known = self._cypher(f"MATCH (n:{label}) RETURN n.id AS id")["id"]
+        else:
+            known = self._cypher(f"MATCH (n:{label}) WHERE n.id IN $ids RETURN n.id AS id", ids=unique)["id"]
+        present = set(known.astype(str))
         return [i for i in unique if i not in present][:5]
 
     def _rel_types(self) -> list[str]:

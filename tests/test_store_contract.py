@@ -697,7 +697,10 @@ def test_write_recommendations_serves_cypher_and_replaces(loaded: GraphStore) ->
     assert loaded.counts() == COUNTS
 
 
-def test_write_recommendations_refuses_bad_rows_before_deleting(loaded: GraphStore) -> None:
+@pytest.mark.parametrize("scan_from", [0, GraphStore.MISSING_SCAN_FROM])
+def test_write_recommendations_refuses_bad_rows_before_deleting(loaded: GraphStore, scan_from: int) -> None:
+    # scan_from 0: the existence checks read every id of the label (the path of large write-backs), not $ids
+    loaded.MISSING_SCAN_FROM = scan_from  # type: ignore[misc]
     loaded.write_recommendations(_recs(RECS))
     with pytest.raises(StoreError, match="ghost"):
         loaded.write_recommendations(_recs([("u1", "b3", 0.9, 1), ("ghost", "b1", 0.5, 1)]))
