@@ -226,20 +226,14 @@ class GraphInputs:
 def _relation_codes(edges: EdgeIndex) -> tuple[dict[tuple[str, str, str], np.ndarray], list[str]]:
     """Per ``RELATED`` edge type, the relation code of each edge, and the relation names by code: codes are given
     in order of first appearance over the edge types in the store's order (the codes :func:`build_hetero` gives)."""
-    relations: list[str] = []
-    rel_index: dict[str, int] = {}
-    codes: dict[tuple[str, str, str], np.ndarray] = {}
-    for key, df in edges.edges.items():
-        if key[1] != "RELATED":
-            continue
-        out = np.empty(len(df), dtype=np.int64)
-        for n, r in enumerate(df["relation"].astype(str)):
-            if r not in rel_index:
-                rel_index[r] = len(relations)
-                relations.append(r)
-            out[n] = rel_index[r]
-        codes[key] = out
-    return codes, relations
+    keys = [key for key in edges.edges if key[1] == "RELATED"]
+    names = [edges.edges[key]["relation"].astype(str).to_numpy(dtype=object) for key in keys]
+    if not keys:
+        return {}, []
+    # factorize numbers the values in order of first appearance, over the frames concatenated in the store's order
+    codes, uniques = pd.factorize(np.concatenate(names), sort=False)
+    parts = np.split(codes.astype(np.int64), np.cumsum([len(n) for n in names])[:-1])
+    return dict(zip(keys, parts, strict=True)), [str(u) for u in uniques]
 
 
 def _features(edges: EdgeIndex, features: Mapping[str, np.ndarray] | None) -> dict[str, Tensor]:

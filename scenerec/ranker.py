@@ -90,9 +90,7 @@ class Ranker:
         engine = self._engine
         trained = engine.trainer.load()
         scene_index = engine._scene_index(scene)
-        if ("user", user_id) not in engine.idmap:
-            raise UnknownIdError("user", user_id)
-        users = np.array([engine.idmap.index("user", user_id)], dtype=np.int64)
+        users = self._user_indices([user_id])
         _, items, scores, ranks = self._scene_top_k(trained, users, scene_index, k)
         recs = _frame(
             {"item_id": self._id_array("item")[items], "scene": np.full(len(items), scene, dtype=object)},
