@@ -27,10 +27,11 @@ from scenerec.gnn.metrics import (
     summarize,
 )
 from scenerec.gnn.models import BPRMF, LightGCN, MostPopular, Recommender
+from scenerec.gnn.objectives import NegativeSampler
 from scenerec.gnn.propagation import normalized_adjacency, propagate
 from scenerec.gnn.scenegnn import SceneGNN
 from scenerec.gnn.splits import fixed, leave_one_out, random_per_user, ratio_counts, temporal
-from scenerec.gnn.train import LOSSES, FitResult, NegativeSampler, TrainConfig, fit
+from scenerec.gnn.train import LOSSES, FitResult, TrainConfig, fit, resolve_loss
 
 __all__ = [
     "BPRMF",
@@ -72,6 +73,7 @@ __all__ = [
     "random_per_user",
     "ratio_counts",
     "recall_at_k",
+    "resolve_loss",
     "save_artifact",
     "summarize",
     "temporal",

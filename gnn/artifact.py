@@ -92,7 +92,7 @@ def save_artifact(
     """Write the folder ``path`` (created) with ``weights.pt`` (the state dict), ``meta.json`` and ``idmap.json``.
 
     ``meta.json``: ``model`` (``model_name``), ``hyperparameters`` (:func:`hyperparameters`), ``config``, ``seed``,
-    ``best_epoch``, ``metrics`` (validation at the best epoch), times, ``history``, ``versions`` and ``extra``
+    ``best_epoch``, ``metrics`` (validation at the best epoch), times, ``loss`` (the objective trained with), ``history``, ``versions`` and ``extra``
     (anything JSON-serialisable the caller adds, e.g. the test metrics or the dataset name). Returns the folder.
     """
     folder = Path(path)
@@ -107,6 +107,7 @@ def save_artifact(
         "metrics": {"valid": result.best_valid},
         "seconds_to_best": result.seconds_to_best,
         "seconds_total": result.seconds_total,
+        "loss": result.loss,
         "history": result.history,
         "versions": {
             "scenerec": _version("scenerec"),

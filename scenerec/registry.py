@@ -88,9 +88,21 @@ def _bpr_config() -> TrainConfig:
 
 
 def _softmax_config() -> TrainConfig:
+    """The in-scene softmax, full on small catalogues (256 rows a step) and sampled on large ones (2,048 rows and
+    1,024 negatives a scene a step; :func:`scenerec.gnn.resolve_loss` picks by size); early stopping on at most
+    2,000 validation users."""
     from scenerec.gnn import TrainConfig
 
-    return TrainConfig(loss="softmax", lr=1e-2, batch_size=256, weight_decay=0.0, patience=20)
+    return TrainConfig(
+        loss="auto",
+        lr=1e-2,
+        batch_size=2048,
+        softmax_batch_size=256,
+        negatives=1024,
+        weight_decay=0.0,
+        patience=20,
+        eval_users=2000,
+    )
 
 
 def _resolve(target: str) -> type[Recommender]:
