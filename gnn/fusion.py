@@ -34,14 +34,52 @@ log = logging.getLogger(__name__)
 ITEM_ITEM_KINDS = ("ease", "knn")
 
 
+def _binary_matrix(train: CSR) -> Any:
+    """The training pairs as a scipy CSR 0/1 matrix (users x items), float32."""
+    import scipy.sparse as sp
+
+    x = sp.csr_matrix((np.ones(train.nnz, dtype=np.float32), train.indices, train.indptr), shape=train.shape)
+    x.sum_duplicates()
+    x.data[:] = 1.0
+    return x
+
+
+def _knn_columns(
+    x_src: Any,
+    src_items: np.ndarray,
+    x_dst: Any,
+    dst_items: np.ndarray,
+    count: np.ndarray,
+    alpha: float,
+    beta: float,
+    top_k: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Item-kNN weights into the items ``dst_items`` (columns of ``x_dst``) from the items ``src_items`` (columns of
+    ``x_src``): ``|U_i & U_j| / (|U_i|^alpha |U_j|^beta)`` (``count``: every item's number of users), the item
+    itself left out, the ``top_k`` largest per target item (ties to the lower item), divided by the largest weight.
+    Returns (source items, target items, weights): only the co-occurring pairs are ever held (memory O(nnz))."""
+    c = (x_src.T @ x_dst).tocoo()
+    r, j, v = src_items[c.row.astype(np.int64)], c.col.astype(np.int64), c.data.astype(np.float64)
+    keep = r != dst_items[j]
+    r, j, v = r[keep], j[keep], v[keep] * count[r[keep]] ** -alpha * count[dst_items[j[keep]]] ** -beta
+    order = np.lexsort((r, -v, j))  # per target column: largest weight first, ties to the lower item
+    r, j, v = r[order], j[order], v[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(j)) + 1] if len(j) else np.zeros(0, dtype=np.int64)
+    rank = np.arange(len(j)) - np.repeat(starts, np.diff(np.r_[starts, len(j)]))
+    sel = rank < top_k
+    return r[sel], dst_items[j[sel]], v[sel] / v[sel].max() if sel.any() else v[sel]
+
+
 class ItemItem(torch.nn.Module):
     """Closed-form item-item weights per scene (EASE: ``B = I - P diag(1 / diag(P))``, ``P = (X^T X + reg I)^-1``,
     diagonal zeroed), pruned to the ``top_k`` largest weights per item and held as index/value buffers.
 
     Scores of users with training rows ``X_b`` (b, I) are ``X_b @ B``; EASE weights only connect items of one scene
     (:meth:`fit`), item-kNN weights (:meth:`fit_knn`) connect items of any scene to each item.
-    Scenes with more than ``max_items`` items get no weights (a dense inverse of that size would not fit the time or
-    memory budget of a CPU run); they are listed in :attr:`skipped_scenes`.
+    EASE's Gram matrix is built from the sparse training pairs (memory: items^2 of the scene, never users x items).
+    Scenes with more than ``max_items`` items (a dense inverse of that size would not fit the time or memory budget of
+    a CPU run) get the within-scene item-kNN cosine weights instead, pruned the same way (memory O(nnz)); they are
+    listed in :attr:`knn_scenes`. :attr:`skipped_scenes` is kept for compatibility (always empty now).
     """
 
     rows: Tensor
@@ -55,6 +93,7 @@ class ItemItem(torch.nn.Module):
         self.register_buffer("cols", torch.zeros(nnz, dtype=torch.long))
         self.register_buffer("vals", torch.zeros(nnz))
         self.skipped_scenes: list[int] = []
+        self.knn_scenes: list[int] = []
         self._matrix_t: Tensor | None = None
         self._matrix_sp: tuple[tuple[int, int, int], Any] | None = None  # B as a scipy CSR, for :meth:`columns`
 
@@ -65,7 +104,11 @@ class ItemItem(torch.nn.Module):
     @staticmethod
     def ease(x: np.ndarray, reg: float) -> np.ndarray:
         """The EASE weight matrix (n, n) of a dense user x item 0/1 matrix ``x`` (m, n), float64."""
-        gram = x.T @ x
+        return ItemItem.ease_from_gram(x.T @ x, reg)
+
+    @staticmethod
+    def ease_from_gram(gram: np.ndarray, reg: float) -> np.ndarray:
+        """The EASE weight matrix (n, n) of the item Gram matrix ``X^T X`` (n, n), float64 (``gram`` is changed)."""
         gram[np.diag_indices_from(gram)] += reg
         p = np.linalg.inv(gram)
         b = -p / np.diag(p)[None, :]
@@ -83,24 +126,21 @@ class ItemItem(torch.nn.Module):
     ) -> None:
         """Compute the weights from the training pairs; ``reg`` per scene (a sequence indexed by scene) or one."""
         rows, cols, vals = [], [], []
-        self.skipped_scenes = []
+        self.skipped_scenes, self.knn_scenes = [], []
         scenes = np.unique(item_scene)
-        user_rows = train.rows()
+        x_all = _binary_matrix(train)
         for s in scenes:
             items = np.flatnonzero(item_scene == s)
+            x = x_all[:, items]
             if len(items) > max_items:
-                self.skipped_scenes.append(int(s))
-                log.warning(
-                    "item-item channel: scene %d has %d items > max_items=%d, skipped", s, len(items), max_items
-                )
+                self.knn_scenes.append(int(s))
+                log.info("item-item channel: scene %d has %d items > max_items=%d, item kNN", s, len(items), max_items)
+                count = np.maximum(np.asarray(x_all.sum(0)).ravel().astype(np.float64), 1.0)
+                r, c, v = _knn_columns(x, items, x, items, count, 0.5, 0.5, top_k)
+                rows.append(r), cols.append(c), vals.append(v)
                 continue
-            local = np.full(self.num_items, -1, dtype=np.int64)
-            local[items] = np.arange(len(items))
-            keep = local[train.indices] >= 0
-            x = np.zeros((train.shape[0], len(items)))
-            x[user_rows[keep], local[train.indices[keep]]] = 1.0
             r = reg if isinstance(reg, int | float) else reg[int(s)] if s >= 0 else reg[0]
-            b = self.ease(x, float(r))
+            b = self.ease_from_gram((x.T @ x).toarray().astype(np.float64), float(r))
             k = min(top_k, len(items))
             if k < len(items):
                 # keep the k largest |weights| of each column j (the weights that score item j)
@@ -135,32 +175,16 @@ class ItemItem(torch.nn.Module):
         are one value or a sequence indexed by the target item's scene (like :meth:`fit`'s ``reg``).
         Unlike EASE the weights connect items of any scene to ``j`` (so a history in one scene scores another), and
         no scene is too large: the work is one sparse product per scene."""
-        import scipy.sparse as sp
-
-        n_users, n_items = train.shape
-        x = sp.csr_matrix((np.ones(train.nnz, dtype=np.float32), train.indices, train.indptr), shape=(n_users, n_items))
-        x.data[:] = 1.0
-        x.sum_duplicates()
-        x.data[:] = 1.0
+        x = _binary_matrix(train)
         count = np.maximum(np.asarray(x.sum(0)).ravel().astype(np.float64), 1.0)
-        xt = x.T.tocsr()
+        everything = np.arange(train.shape[1])
         rows, cols, vals = [], [], []
-        self.skipped_scenes = []
+        self.skipped_scenes, self.knn_scenes = [], []
         for s in np.unique(item_scene):
             a, b = (float(e if isinstance(e, int | float) else e[max(int(s), 0)]) for e in (alpha, beta))
             items = np.flatnonzero(item_scene == s)
-            c = (xt @ x[:, items]).tocoo()
-            r, j, v = c.row.astype(np.int64), c.col.astype(np.int64), c.data.astype(np.float64)
-            keep = r != items[j]
-            r, j, v = r[keep], j[keep], v[keep] * count[r[keep]] ** -a * count[items[j[keep]]] ** -b
-            order = np.lexsort((r, -v, j))  # per target column: largest weight first, ties to the lower item
-            r, j, v = r[order], j[order], v[order]
-            starts = np.r_[0, np.flatnonzero(np.diff(j)) + 1] if len(j) else np.zeros(0, dtype=np.int64)
-            rank = np.arange(len(j)) - np.repeat(starts, np.diff(np.r_[starts, len(j)]))
-            sel = rank < top_k
-            rows.append(r[sel])
-            cols.append(items[j[sel]])
-            vals.append(v[sel] / v[sel].max() if sel.any() else v[sel])
+            r, c, v = _knn_columns(x, everything, x[:, items], items, count, a, b, top_k)
+            rows.append(r), cols.append(c), vals.append(v)
         self._set_weights(rows, cols, vals)
 
     def _set_weights(self, rows: list[np.ndarray], cols: list[np.ndarray], vals: list[np.ndarray]) -> None:
@@ -559,6 +583,7 @@ def tune_item_item(
             w_best = max(weights, key=lambda w: (results[g][w], -w))
             model.fusion[fusion_index[g]] = w_best
             report.scenes[g] = {
+                "kind": "knn" if g in channel.knn_scenes else "ease",
                 "reg": best_reg[g][0],
                 "weight": w_best,
                 "base": results[g].get(0.0, float("nan")),

@@ -64,7 +64,9 @@ class TrainConfig:
     step with the log-Q correction; ``batch_size`` counts rows; an epoch is linear in the interactions) or ``"auto"`` (the full softmax
     for small catalogues, the sampled one above :data:`FULL_SOFTMAX_MAX_COST`; see :func:`resolve_loss`).
     The objectives are in :mod:`scenerec.gnn.objectives`.
-    ``softmax_batch_size``: ``batch_size`` for the full softmax when ``loss="auto"`` picks it (None: ``batch_size``).
+    ``softmax_batch_size``: ``batch_size`` for the full softmax when ``loss="auto"`` picks it (None: ``batch_size``);
+    ``sampled_patience``: ``patience`` when ``loss="auto"`` picks the sampled softmax (None: ``patience``): its epochs
+    are many more optimiser steps over a larger catalogue, so fewer of them without improvement mean more.
     ``eval_users``: early stopping evaluates a fixed random sample of at most this many validation users (None: all);
     the best state is then evaluated on every validation user for :attr:`FitResult.best_valid`.
     """
@@ -83,6 +85,7 @@ class TrainConfig:
     loss: str = "bpr"
     negatives: int = 1024
     softmax_batch_size: int | None = None
+    sampled_patience: int | None = None
     eval_users: int | None = None
 
     def __post_init__(self) -> None:
@@ -97,6 +100,7 @@ class TrainConfig:
             or self.min_epochs < 0
             or self.negatives < 1
             or (self.softmax_batch_size is not None and self.softmax_batch_size < 1)
+            or (self.sampled_patience is not None and self.sampled_patience < 1)
             or (self.eval_users is not None and self.eval_users < 1)
         ):
             raise ValueError(f"invalid TrainConfig: {self}")
@@ -153,7 +157,7 @@ def _evaluate(
 def resolve_loss(config: TrainConfig, train: CSR, item_scene: np.ndarray | None = None) -> TrainConfig:
     """``config`` with ``loss="auto"`` replaced by the objective :func:`fit` trains with: ``"softmax"`` (with
     ``softmax_batch_size``) while ``training pairs x items of the largest scene <= FULL_SOFTMAX_MAX_COST``, else
-    ``"sampled_softmax"``. Other losses are returned as they are."""
+    ``"sampled_softmax"`` (with ``sampled_patience``). Other losses are returned as they are."""
     if config.loss != "auto":
         return config
     n_items = train.shape[1]
@@ -163,7 +167,7 @@ def resolve_loss(config: TrainConfig, train: CSR, item_scene: np.ndarray | None 
         largest = int(np.unique(np.asarray(item_scene), return_counts=True)[1].max())
     if train.nnz * largest <= FULL_SOFTMAX_MAX_COST:
         return replace(config, loss="softmax", batch_size=config.softmax_batch_size or config.batch_size)
-    return replace(config, loss="sampled_softmax")
+    return replace(config, loss="sampled_softmax", patience=config.sampled_patience or config.patience)
 
 
 def _sample_rows(valid: CSR, limit: int | None, seed: int) -> CSR:

@@ -81,13 +81,13 @@ def test_sampled_negatives_stay_in_the_positive_scene() -> None:
 
 def test_loss_auto_picks_by_size() -> None:
     small = CSR.from_pairs(np.array([0, 1]), np.array([0, 1]), (2, 10))
-    cfg = TrainConfig(loss="auto", batch_size=8192, softmax_batch_size=256)
+    cfg = TrainConfig(loss="auto", batch_size=8192, softmax_batch_size=256, patience=20, sampled_patience=5)
     assert resolve_loss(cfg, small).loss == "softmax"
-    assert resolve_loss(cfg, small).batch_size == 256
+    assert (resolve_loss(cfg, small).batch_size, resolve_loss(cfg, small).patience) == (256, 20)
     n_items = FULL_SOFTMAX_MAX_COST // 1000 + 1  # 1,000 pairs x that many items in one scene: over the bound
     big = CSR.from_pairs(np.arange(1000) % 7, np.arange(1000), (7, n_items))
     chosen = resolve_loss(cfg, big, np.zeros(n_items, np.int64))
-    assert chosen.loss == "sampled_softmax" and chosen.batch_size == 8192
+    assert (chosen.loss, chosen.batch_size, chosen.patience) == ("sampled_softmax", 8192, 5)
     # two scenes: only the largest scene's size counts
     halves = np.repeat([0, 1], [n_items // 2, n_items - n_items // 2])
     assert resolve_loss(cfg, big, halves).loss == "softmax"

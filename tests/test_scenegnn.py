@@ -138,8 +138,19 @@ def test_item_item_channel_stays_within_a_scene_and_prunes() -> None:
     dense = torch.zeros(6, 6)
     dense[channel.rows, channel.cols] = channel.vals
     assert torch.allclose(channel.scores(x), x @ dense)
+    # scenes over max_items get the within-scene item-kNN cosine instead of EASE (no dense inverse, O(nnz) memory)
     channel.fit(inputs.train, SCENE, 1.0, max_items=2)
-    assert channel.nnz == 0 and channel.skipped_scenes == [0, 1]
+    assert channel.knn_scenes == [0, 1] and channel.skipped_scenes == []
+    x = np.zeros(inputs.train.shape)
+    x[inputs.train.rows(), inputs.train.indices] = 1.0
+    cos = (x.T @ x) / np.sqrt(np.outer(x.sum(0), x.sum(0)))
+    np.fill_diagonal(cos, 0.0)
+    cos[SCENE[:, None] != SCENE[None, :]] = 0.0
+    dense = np.zeros((6, 6))
+    dense[channel.rows.numpy(), channel.cols.numpy()] = channel.vals.numpy()
+    for j in range(6):  # each target column scaled by its largest weight, as fit_knn does per scene
+        scene_max = cos[:, SCENE[j] == SCENE].max()
+        assert np.allclose(dense[:, j], cos[:, j] / scene_max, atol=1e-6)
 
 
 def test_item_knn_weights_by_hand_cosine_and_asymmetric_across_scenes() -> None:
