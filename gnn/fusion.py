@@ -136,8 +136,10 @@ class ItemItem(torch.nn.Module):
                 self.knn_scenes.append(int(s))
                 log.info("item-item channel: scene %d has %d items > max_items=%d, item kNN", s, len(items), max_items)
                 count = np.maximum(np.asarray(x_all.sum(0)).ravel().astype(np.float64), 1.0)
-                r, c, v = _knn_columns(x, items, x, items, count, 0.5, 0.5, top_k)
-                rows.append(r), cols.append(c), vals.append(v)
+                src, dst, weight = _knn_columns(x, items, x, items, count, 0.5, 0.5, top_k)
+                rows.append(src)
+                cols.append(dst)
+                vals.append(weight)
                 continue
             r = reg if isinstance(reg, int | float) else reg[int(s)] if s >= 0 else reg[0]
             b = self.ease_from_gram((x.T @ x).toarray().astype(np.float64), float(r))
@@ -183,8 +185,10 @@ class ItemItem(torch.nn.Module):
         for s in np.unique(item_scene):
             a, b = (float(e if isinstance(e, int | float) else e[max(int(s), 0)]) for e in (alpha, beta))
             items = np.flatnonzero(item_scene == s)
-            r, c, v = _knn_columns(x, everything, x[:, items], items, count, a, b, top_k)
-            rows.append(r), cols.append(c), vals.append(v)
+            src, dst, weight = _knn_columns(x, everything, x[:, items], items, count, a, b, top_k)
+            rows.append(src)
+            cols.append(dst)
+            vals.append(weight)
         self._set_weights(rows, cols, vals)
 
     def _set_weights(self, rows: list[np.ndarray], cols: list[np.ndarray], vals: list[np.ndarray]) -> None:
@@ -362,10 +366,12 @@ class ItemItemReport:
     """What :func:`tune_item_item` chose per scene index: ``reg`` (EASE's L2; 0 for item kNN), ``alpha`` and
     ``beta`` (item kNN's exponents; absent for EASE), ``weight`` (the fusion weight, 0: the channel is off for that
     scene), the validation NDCG of the graph model alone (``base``), of the item-item weights alone (``item_item``)
-    and fused (``fused``); ``skipped``: scenes too large for the channel."""
+    and fused (``fused``); ``skipped``: scenes without weights; ``knn_scenes``: the scenes of an EASE channel too
+    large for EASE, which got the within-scene item kNN (:meth:`ItemItem.fit`)."""
 
     scenes: dict[int, dict[str, float]] = field(default_factory=dict)
     skipped: list[int] = field(default_factory=list)
+    knn_scenes: list[int] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -562,6 +568,7 @@ def tune_item_item(
                 if g not in best_reg or value > best_reg[g][1]:
                     best_reg[g] = (reg, value)
         report.skipped = sorted(set(groups) - set(best_reg))
+        report.knn_scenes = list(channel.knn_scenes)
         if not best_reg:
             channel.fit(train, scene, regs[0], top_k=top_k, max_items=0)
             model.fusion.zero_()
@@ -583,7 +590,6 @@ def tune_item_item(
             w_best = max(weights, key=lambda w: (results[g][w], -w))
             model.fusion[fusion_index[g]] = w_best
             report.scenes[g] = {
-                "kind": "knn" if g in channel.knn_scenes else "ease",
                 "reg": best_reg[g][0],
                 "weight": w_best,
                 "base": results[g].get(0.0, float("nan")),
