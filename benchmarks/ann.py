@@ -22,7 +22,8 @@ Recall@10: the share of the exact top-10 (training items left out) that the inde
 random users (seed 0). Latency: ``--calls`` single-user calls after a warm-up, p50/p99 in ms, the median of 3
 repetitions. Memory: the index's serialised size and the process's RSS growth while building it. The largest
 synthetic size is built once with the default settings; the others also with a smaller graph (M=16,
-ef_construction=64), and every index is searched with several ``ef_search`` and ``candidates``.
+ef_construction=64) and without a head. Each index with the default settings is searched with several
+``ef_search`` and ``candidates``, the others with ``candidates=100``; on Food–Kitchen also heads of 0-10 %.
 """
 
 from __future__ import annotations
@@ -98,28 +99,36 @@ def _blocks(fn: Callable[[np.ndarray], Ranking], users: np.ndarray, step: int) -
 
 
 def _sweep(
-    name: str, trained: TrainedModel, index: SceneIndex, scene: int, users: np.ndarray, calls: np.ndarray, k: int = 10
-) -> None:
-    """Recall@k and single-user latency of ``index`` for several ef_search x candidates, against exact scoring."""
-    n = len(trained.scene_items(scene))
-    step = max(1, min(256, 50_000_000 // max(n, 1)))
-    exact = _blocks(lambda u: trained.scene_top_k(u, scene, k), users, step)
-    p50, p99 = _latency(lambda u: trained.scene_top_k(np.array([u]), scene, k), calls)
-    print(f"| {name} | exact | - | - | 1.0000 | {p50:.2f} | {p99:.2f} |", flush=True)
+    name: str,
+    trained: TrainedModel,
+    index: SceneIndex,
+    scene: int,
+    users: np.ndarray,
+    calls: np.ndarray,
+    grid: tuple[tuple[int, int], ...] = tuple((ef, c) for ef in (64, 128, 256, 512) for c in (10, 100)),
+    exact: Ranking | None = None,
+    k: int = 10,
+) -> Ranking:
+    """Recall@k and single-user latency of ``index`` for each (ef_search, candidates) of ``grid``, against exact
+    scoring (``exact``: computed here, and timed, when not given); returns the exact ranking."""
+    if exact is None:
+        n = len(trained.scene_items(scene))
+        step = max(1, min(256, 50_000_000 // max(n, 1)))
+        exact = _blocks(lambda u: trained.scene_top_k(u, scene, k), users, step)
+        p50, p99 = _latency(lambda u: trained.scene_top_k(np.array([u]), scene, k), calls)
+        print(f"| {name} | exact | - | - | 1.0000 | {p50:.2f} | {p99:.2f} |", flush=True)
     base = index.config
-    for ef in (64, 128, 256, 512):
-        for candidates in (k, 100):
-            index.config = dataclasses.replace(base, ef_search=ef, candidates=candidates)
-            approx = _blocks(lambda u, c=candidates: ann_scene_top_k(trained, index, u, scene, k, c), users, 256)
-            p50, p99 = _latency(
-                lambda u, c=candidates: ann_scene_top_k(trained, index, np.array([u]), scene, k, c), calls
-            )
-            print(
-                f"| {name} | M={base.m}, efC={base.ef_construction} | {ef} | {candidates} | "
-                f"{_recall(exact, approx):.4f} | {p50:.2f} | {p99:.2f} |",
-                flush=True,
-            )
+    for ef, candidates in grid:
+        index.config = dataclasses.replace(base, ef_search=ef, candidates=candidates)
+        approx = _blocks(lambda u, c=candidates: ann_scene_top_k(trained, index, u, scene, k, c), users, 256)
+        p50, p99 = _latency(lambda u, c=candidates: ann_scene_top_k(trained, index, np.array([u]), scene, k, c), calls)
+        print(
+            f"| {name} | M={base.m}, efC={base.ef_construction}, head {base.head:g} | {ef} | {candidates} | "
+            f"{_recall(exact, approx):.4f} | {p50:.2f} | {p99:.2f} |",
+            flush=True,
+        )
     index.config = base
+    return exact
 
 
 def _index(vectors: np.ndarray, config: AnnConfig) -> tuple[SceneIndex, float]:
@@ -187,13 +196,16 @@ def real(store: Path, epochs: int, n_users: int, n_calls: int) -> TrainedModel:
                 )
         print()
         _header()
+        vectors = trained.embeddings[1].numpy()
         for scene in engine.idmap.ids("scene"):
             s = engine.idmap.index("scene", scene)
+            exact_of: dict[str, Ranking] = {}
             for model_name, model in (("bpr", trained), ("bpr + item-kNN", fused)):
-                engine._trained = model
-                index = engine.ranker._scene_index_of(model, s)
-                assert index is not None
-                _sweep(f"FK {scene}, {model_name}", model, index, s, users, calls[:100])
+                index = SceneIndex(vectors[model.scene_items(s)], AnnConfig(enabled=True))
+                exact_of[model_name] = _sweep(f"FK {scene}, {model_name}", model, index, s, users, calls[:100])
+            for head in (0.0, 0.01, 0.02, 0.1):  # the head's share, at the default search settings
+                index = SceneIndex(vectors[trained.scene_items(s)], AnnConfig(enabled=True, head=head))
+                _sweep(f"FK {scene}, bpr", trained, index, s, users, calls[:100], ((256, 100),), exact_of["bpr"])
         return trained
 
 
@@ -237,17 +249,23 @@ def synthetic(source: TrainedModel, sizes: list[int], n_users: int, n_calls: int
         vectors = items_v.astype(np.float32)
         settings = [AnnConfig(enabled=True)]
         if size != max(sizes):
-            settings.insert(0, AnnConfig(enabled=True, m=16, ef_construction=64))
+            settings += [AnnConfig(enabled=True, m=16, ef_construction=64), AnnConfig(enabled=True, head=0.0)]
+        exact = None
         for config in settings:
             print(f"\n(b) synthetic, {size} items x {vectors.shape[1]} dims; {_load()}")
             index, grown = _index(vectors, config)
             print(
-                f"index M={config.m}, ef_construction={config.ef_construction}: built in {index.seconds:.1f} s, "
-                f"{index.nbytes / 2**20:.0f} MB serialised, RSS +{grown:.0f} MB "
-                f"(the vectors alone: {vectors.nbytes / 2**20:.0f} MB)"
+                f"index M={config.m}, ef_construction={config.ef_construction}, head {config.head:g}: built in "
+                f"{index.seconds:.1f} s, {index.nbytes / 2**20:.0f} MB, RSS +{grown:.0f} MB "
+                f"(the vectors alone: {vectors.nbytes / 2**20:.0f} MB)",
+                flush=True,
             )
             _header()
-            _sweep(f"synthetic {size // 1000}k", trained, index, 0, users, calls)
+            if config == settings[0]:
+                exact = _sweep(f"synthetic {size // 1000}k", trained, index, 0, users, calls)
+            else:
+                grid = ((128, 100), (256, 100), (512, 100))
+                _sweep(f"synthetic {size // 1000}k", trained, index, 0, users, calls, grid, exact)
             del index
 
 

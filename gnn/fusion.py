@@ -180,10 +180,14 @@ class ItemItem(torch.nn.Module):
 
     def columns(self, local: np.ndarray, cols: np.ndarray, b: int, items: np.ndarray) -> np.ndarray:
         """``(x @ B)[:, items]`` (b, n) float32 for the 0/1 user rows ``x`` given by their ones (row ``local``,
-        column ``cols``): a sparse product with the history's rows of ``B`` only, no dense (b, I) row."""
+        column ``cols``): a sparse product with the history's rows of ``B`` only (for a few ``items``, its columns
+        are selected before it is made dense)."""
         if self.nnz == 0:
             return np.zeros((b, len(items)), dtype=np.float32)
-        return np.asarray(self.product(local, cols, b).toarray()[:, items], dtype=np.float32)
+        product = self.product(local, cols, b)
+        if 8 * len(items) < self.num_items:  # a few columns (candidates): select them in the sparse matrix
+            return np.asarray(product[:, items].toarray(), dtype=np.float32)
+        return np.asarray(product.toarray()[:, items], dtype=np.float32)
 
     def product(self, local: np.ndarray, cols: np.ndarray, b: int) -> Any:
         """``x @ B`` as a scipy CSR matrix (b, I) for the 0/1 user rows ``x`` given by their ones (row ``local``,

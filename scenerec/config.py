@@ -106,6 +106,10 @@ class AnnConfig:
     A scene's index is an HNSW graph over its items' vectors, searched by inner product for the ``candidates``
     best items of a user (plus the user's training items of the scene, which are left out), which the served model
     then scores exactly and ranks (with the items its non-dot-product terms reach, e.g. the item-item channel).
+    The ``head`` share of the scene's items with the longest vectors is left out of the graph and searched exactly
+    (one small matrix product per user): an inner-product graph reaches the long vectors of popular items badly,
+    and they are the ones that rank high (on Food–Kitchen's BPR-MF vectors recall@10 0.93 without a head, 0.998
+    with 5 %).
 
     ``enabled``: ``None`` builds an index for the scenes with more than ``min_items`` items, ``True`` for every
     scene, ``False`` for none (exact scoring everywhere). ``m``: HNSW neighbours per node; ``ef_construction``
@@ -116,6 +120,7 @@ class AnnConfig:
     enabled: bool | None = None
     min_items: int = 100_000
     candidates: int = 100
+    head: float = 0.05
     m: int = 32
     ef_construction: int = 128
     ef_search: int = 256
@@ -128,6 +133,8 @@ class AnnConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"AnnConfig.{name} must be a positive integer, not {value!r}")
+        if not isinstance(self.head, int | float) or isinstance(self.head, bool) or not 0 <= self.head < 1:
+            raise ConfigError(f"AnnConfig.head must be a share of the items in [0, 1), not {self.head!r}")
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise ConfigError(f"AnnConfig.threads must be a positive integer or None, not {self.threads!r}")
 

@@ -129,9 +129,10 @@ class TrainedModel:
             items = torch.from_numpy(self.scene_items(scene).astype(np.int64))
             self._serving[key] = (items, self.embeddings[1][items].contiguous())
         items, rows = self._serving[key]
-        if positions is not None:
-            chosen = torch.from_numpy(np.asarray(positions, dtype=np.int64))
-            items, rows = items[chosen], rows[chosen]
+        if positions is not None:  # gathered by numpy: torch's multi-threaded gather waits for a busy core
+            chosen = np.asarray(positions, dtype=np.int64)
+            items = torch.from_numpy(items.numpy()[chosen])
+            rows = torch.from_numpy(rows.numpy()[chosen]) if rows.device.type == "cpu" else rows[chosen]
         with torch.no_grad():
             out = self.recommender.score_items(torch.from_numpy(users), items, *self.embeddings, items_emb=rows)
         fresh = out._base is None and out.is_contiguous()  # not a view of a kept tensor (e.g. popularity's counts)

@@ -42,12 +42,29 @@ def test_search_finds_the_brute_force_best_items() -> None:
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(600, 16)).astype(np.float32)
     queries = rng.normal(size=(50, 16)).astype(np.float32)
-    index = SceneIndex(vectors, AnnConfig(enabled=True, ef_search=600))
+    index = SceneIndex(vectors, AnnConfig(enabled=True, ef_search=600, head=0.0))
     found = index.search(queries, 10)
     exact = np.argsort(-(queries @ vectors.T), axis=1, kind="stable")[:, :10]
     assert found.shape == (50, 10) and found.dtype == np.int64
     np.testing.assert_array_equal(found, exact)
     assert index.size == 600 and index.dim == 16 and index.nbytes > 600 * 16 * 4 and index.seconds >= 0
+
+
+def test_the_longest_vectors_are_the_head_and_the_graph_holds_the_others() -> None:
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(400, 8)).astype(np.float32)
+    vectors[[7, 99, 250]] *= 50.0  # far the longest
+    index = SceneIndex(vectors, AnnConfig(enabled=True, head=0.01, ef_search=400))  # 1 % of 400: 4 rows
+    longest = np.argsort(-np.linalg.norm(vectors, axis=1), kind="stable")[:4]
+    np.testing.assert_array_equal(index.head, np.sort(longest))
+    queries = rng.normal(size=(20, 8)).astype(np.float32)
+    found = index.search(queries, 2)  # the head's 2 best by brute force, then the graph's 2 best
+    scores = queries @ vectors.T
+    for q, row in enumerate(found):
+        head_best = index.head[np.argsort(-scores[q, index.head])[:2]]
+        assert set(row[:2]) == set(head_best)
+        others = np.setdiff1d(np.arange(400), index.head)
+        np.testing.assert_array_equal(row[2:], others[np.argsort(-scores[q, others], kind="stable")[:2]])
 
 
 def test_search_pads_with_minus_one_beyond_the_catalogue() -> None:
