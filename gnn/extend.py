@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -69,6 +70,26 @@ class ExtendedRecommender(ModelWrapper):
             hist = [self.histories[int(u) - self.old_users] for u in users[~is_old]]
             out[~is_old] = self.base.score_histories(self._known(hist), old_u, old_i).to(out)
         return torch.cat([out, new_cols], dim=1)
+
+    def extra_candidates(self, users: Tensor) -> tuple[np.ndarray, np.ndarray] | None:
+        """The base model's extra candidates of the old users and, from their histories, of the new ones (both
+        among the old items: the new items are scored by the dot product alone)."""
+        is_old = (users < self.old_users).cpu().numpy()
+        positions = np.arange(users.numel(), dtype=np.int64)
+        old_rows, new_rows = positions[is_old], positions[~is_old]
+        parts = []
+        if len(old_rows):
+            parts.append((old_rows, self.base.extra_candidates(users[torch.from_numpy(old_rows)])))
+        if len(new_rows):
+            hist = [self.histories[int(users[int(r)]) - self.old_users] for r in new_rows]
+            parts.append((new_rows, self.base.history_extra_candidates(self._known(hist))))
+        found = [(rows[pairs[0]], pairs[1]) for rows, pairs in parts if pairs is not None]
+        if not found:
+            return None
+        return np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found])
+
+    def history_extra_candidates(self, histories: Sequence[Tensor]) -> tuple[np.ndarray, np.ndarray] | None:
+        return self.base.history_extra_candidates(self._known(histories))
 
     def score_histories(self, histories: Sequence[Tensor], user_emb: Tensor, item_emb: Tensor) -> Tensor:
         """New users given by their histories (old or new items): the trained model's scores of the old items, the

@@ -208,11 +208,20 @@ class ItemItem(torch.nn.Module):
 
     def columns(self, local: np.ndarray, cols: np.ndarray, b: int, items: np.ndarray) -> np.ndarray:
         """``(x @ B)[:, items]`` (b, n) float32 for the 0/1 user rows ``x`` given by their ones (row ``local``,
-        column ``cols``): a sparse product with the history's rows of ``B`` only, no dense (b, I) row."""
-        import scipy.sparse as sp
-
+        column ``cols``): a sparse product with the history's rows of ``B`` only (for a few ``items``, its columns
+        are selected before it is made dense)."""
         if self.nnz == 0:
             return np.zeros((b, len(items)), dtype=np.float32)
+        product = self.product(local, cols, b)
+        if 8 * len(items) < self.num_items:  # a few columns (candidates): select them in the sparse matrix
+            return np.asarray(product[:, items].toarray(), dtype=np.float32)
+        return np.asarray(product.toarray()[:, items], dtype=np.float32)
+
+    def product(self, local: np.ndarray, cols: np.ndarray, b: int) -> Any:
+        """``x @ B`` as a scipy CSR matrix (b, I) for the 0/1 user rows ``x`` given by their ones (row ``local``,
+        column ``cols``): its stored entries are the items the history reaches through ``B``."""
+        import scipy.sparse as sp
+
         key = (self.vals.data_ptr(), self.vals._version, self.nnz)
         cached = self._matrix_sp
         if cached is None or cached[0] != key:
@@ -225,7 +234,7 @@ class ItemItem(torch.nn.Module):
         x = sp.csr_matrix((np.ones(len(local), dtype=np.float32), cols[order], indptr), shape=(b, self.num_items))
         x.sum_duplicates()
         x.data[:] = 1.0
-        return np.asarray((x @ cached[1]).toarray()[:, items], dtype=np.float32)
+        return x @ cached[1]
 
     def transposed(self) -> Tensor:
         """``B^T`` as a sparse CSR tensor (I, I), cached until the weights change."""
@@ -344,6 +353,33 @@ class ItemItemFusion(ModelWrapper):
         scene = self.item_scene_t[items.to(self.item_scene_t.device)]
         weight = torch.where(scene >= 0, self.fusion[scene.clamp_min(0)], self.fusion[0])
         return base + term * weight.to(base).unsqueeze(0)
+
+    def extra_candidates(self, users: Tensor) -> tuple[np.ndarray, np.ndarray] | None:
+        """The items the item-item term scores for ``users`` (b,): those the training rows reach through ``B`` in
+        scenes with a non-zero fusion weight, as (position in ``users``, item) pairs; None when the channel is off."""
+        if not self.active:
+            return None
+        local, cols = self._train.select(users.cpu().numpy())
+        return self._reached(local, cols, users.numel())
+
+    def history_extra_candidates(self, histories: Sequence[Tensor]) -> tuple[np.ndarray, np.ndarray] | None:
+        """:meth:`extra_candidates` of new users given by their histories (the rows of :meth:`score_histories`)."""
+        if not self.active:
+            return None
+        lengths = [int(h.numel()) for h in histories]
+        local = np.repeat(np.arange(len(histories), dtype=np.int64), lengths)
+        cols = torch.cat([h.cpu().long() for h in histories]).numpy() if histories else np.zeros(0, np.int64)
+        return self._reached(local, cols, len(histories))
+
+    def _reached(self, local: np.ndarray, cols: np.ndarray, b: int) -> tuple[np.ndarray, np.ndarray]:
+        """(row, item) pairs of the stored entries of ``x @ B`` (rows given by their ones ``local``, ``cols``) whose
+        item's scene has a non-zero fusion weight."""
+        reached = self.channel.product(local, cols, b).tocoo()
+        rows, items = reached.row.astype(np.int64), reached.col.astype(np.int64)
+        scene = self.item_scene_t.cpu().numpy()[items]
+        weights = self.fusion.cpu().numpy()
+        keep = weights[np.maximum(scene, 0)] != 0
+        return rows[keep], items[keep]
 
     def score_histories(self, histories: Sequence[Tensor], user_emb: Tensor, item_emb: Tensor) -> Tensor:
         """New users: the base model's scores of their histories plus the item-item term of those histories."""

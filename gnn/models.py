@@ -110,6 +110,19 @@ class Recommender(torch.nn.Module):
         rows = item_emb[items] if items_emb is None else items_emb
         return user_emb[users] @ rows.t()
 
+    def extra_candidates(self, users: Tensor) -> tuple[np.ndarray, np.ndarray] | None:
+        """Items whose scores for ``users`` (b,) hold more than the dot product of their :meth:`forward` rows, as
+        (position in ``users``, item) pairs (two int64 arrays); None when every score is that dot product (here).
+
+        An index over the item representations finds the best items by dot product; a caller ranking with such an
+        index scores these items too (e.g. the item-item channel of :class:`~scenerec.gnn.ItemItemFusion`)."""
+        return None
+
+    def history_extra_candidates(self, histories: Sequence[Tensor]) -> tuple[np.ndarray, np.ndarray] | None:
+        """:meth:`extra_candidates` of b new users given by their histories (as in :meth:`score_histories`), whose
+        vectors are :meth:`history_vectors`; None here."""
+        return None
+
     def score_histories(self, histories: Sequence[Tensor], user_emb: Tensor, item_emb: Tensor) -> Tensor:
         """Scores (b, I) of every item for b users the model has never seen, each given only by the item indices of
         its history (a 1-d LongTensor per user): inductive inference, no retraining.
@@ -345,6 +358,12 @@ class ModelWrapper(Recommender):
 
     def reset_parameters(self) -> None:
         self.base.reset_parameters()
+
+    def extra_candidates(self, users: Tensor) -> tuple[np.ndarray, np.ndarray] | None:
+        return self.base.extra_candidates(users)
+
+    def history_extra_candidates(self, histories: Sequence[Tensor]) -> tuple[np.ndarray, np.ndarray] | None:
+        return self.base.history_extra_candidates(histories)
 
     def history_vectors(self, histories: Sequence[Tensor], user_emb: Tensor, item_emb: Tensor) -> Tensor:
         return self.base.history_vectors(histories, user_emb, item_emb)

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from scenerec.aligner import Aligner, SceneAlignment
-from scenerec.config import EmbedConfig
+from scenerec.config import AnnConfig, EmbedConfig
 from scenerec.errors import ConfigError, GenerationChangedError, StoreError, StoreFileError, UnknownIdError
 from scenerec.ids import NODE_KINDS, IdMap
 from scenerec.kg import (
@@ -106,6 +106,7 @@ class Engine:
         generation: Path | None = None,
         writable: bool = False,
         wait: float = 0.0,
+        ann: AnnConfig | bool | None = None,
     ) -> None:
         self.path = path
         self.store = store
@@ -118,6 +119,7 @@ class Engine:
         self._unsafe = bool(getattr(store, "unsafe", False))  # kept when the engine moves to a new generation
         self.wait = wait
         self._trained: TrainedModel | None = None  # the served model, once trained or loaded (Trainer.load)
+        self._ann = AnnConfig.of(ann)
 
     @classmethod
     def open(
@@ -128,12 +130,16 @@ class Engine:
         read_only: bool = True,
         wait: float = 0.0,
         unsafe: bool = False,
+        ann: AnnConfig | bool | None = None,
     ) -> Engine:
         """Open the live generation of the store folder ``store``.
 
         ``read_only=False`` allows the writing methods; ``wait``: seconds they wait for another writer of the store
         (0: fail at once, naming it). The graph itself is always opened for reading: writes go to a new generation.
         ``engine.store.query`` runs only graph reads unless ``unsafe=True`` (see :meth:`GraphStore.query`).
+        ``ann``: the approximate nearest-neighbour index of recommendations (:class:`~scenerec.config.AnnConfig`;
+        ``None``: its defaults, an index for scenes of more than 100,000 items when faiss is installed; ``True`` /
+        ``False``: for every scene / none), also settable later as :attr:`ann`.
         """
         path = Path(store)
         for attempt in range(3):
@@ -148,7 +154,21 @@ class Engine:
                     raise
                 continue  # the generation was pruned by a writer between reading CURRENT and opening it
             break
-        return cls(path, graph, manifest, idmap, features, encoder, generation=gen, writable=not read_only, wait=wait)
+        return cls(
+            path, graph, manifest, idmap, features, encoder, generation=gen, writable=not read_only, wait=wait, ann=ann
+        )
+
+    @property
+    def ann(self) -> AnnConfig:
+        """The settings of the approximate nearest-neighbour index of recommendations (:mod:`scenerec.ann`); set
+        an :class:`~scenerec.config.AnnConfig`, ``True``, ``False`` or ``None`` (the defaults). A scene's index is
+        built on its first recommendation (or :meth:`Ranker.ann_index <scenerec.ranker.Ranker.ann_index>`), again
+        when the served model or these settings change."""
+        return self._ann
+
+    @ann.setter
+    def ann(self, value: AnnConfig | bool | None) -> None:
+        self._ann = AnnConfig.of(value)
 
     @property
     def generation(self) -> str:

@@ -5,22 +5,28 @@ of every user's recommendations into the graph. Every ranking is :func:`scenerec
 from __future__ import annotations
 
 import json
+import logging
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from scenerec.errors import ConfigError, UnknownIdError
-from scenerec.ranking import check_k, top_k, top_positions
+from scenerec.config import AnnConfig
+from scenerec.errors import ConfigError, MissingExtraError, UnknownIdError
+from scenerec.ranking import check_k, top_positions
 from scenerec.trained import SPLITS_FILE, TrainedModel
 
 if TYPE_CHECKING:
+    from scenerec.ann import SceneIndex
     from scenerec.engine import Engine
     from scenerec.kg import GraphStore, UpdateReport
 
 __all__ = ["Ranker"]
+
+log = logging.getLogger(__name__)
 
 
 class Ranker:
@@ -29,6 +35,8 @@ class Ranker:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._ids: dict[str, tuple[tuple[str, int, int], np.ndarray]] = {}  # see _id_array
+        # per scene index: (the served model it was built for, the settings, the index or None), see _scene_index_of
+        self._indexes: dict[int, tuple[weakref.ref[TrainedModel], AnnConfig, SceneIndex | None]] = {}
 
     def _scene_items(self, trained: TrainedModel, scene: str) -> np.ndarray:
         """Item indices of ``scene`` (checked to exist), ascending."""
@@ -57,22 +65,52 @@ class Ranker:
     def _scene_top_k(
         self, trained: TrainedModel, users: np.ndarray, scene: int, k: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """The top-``k`` items of scene index ``scene`` for the user indices ``users`` (one block, scored at once),
-        the users' training items left out: ``(row, item, score, rank)`` per chosen pair, rows ascending, ranks
-        ascending within a row (``row``: position in ``users``; ``score`` float64)."""
-        candidates = trained.scene_items(scene)
-        block = trained.scene_scores(users, scene)
-        if len(candidates):
-            train = trained.splits["train"]
-            local, seen = train.select(users)
-            col = np.searchsorted(candidates, seen)
-            col[col == len(candidates)] = 0
-            own = candidates[col] == seen  # training items of this scene
-            block[local[own], col[own]] = -np.inf
-        pos, valid = top_k(block, k)
-        r, c = np.nonzero(valid)
-        chosen = pos[r, c]
-        return r, candidates[chosen], block[r, chosen].astype(np.float64), c.astype(np.int64) + 1
+        """The top-``k`` items of scene index ``scene`` for the user indices ``users`` (one block), the users'
+        training items left out: ``(row, item, score, rank)`` per chosen pair, rows ascending, ranks ascending
+        within a row (``row``: position in ``users``; ``score`` float64). Exact (:meth:`TrainedModel.scene_top_k`),
+        or among the candidates of the scene's index when it has one (:meth:`_scene_index_of`,
+        :func:`scenerec.ann.ann_scene_top_k`)."""
+        index = self._scene_index_of(trained, scene)
+        if index is None:
+            return trained.scene_top_k(users, scene, k)
+        from scenerec.ann import ann_scene_top_k
+
+        return ann_scene_top_k(trained, index, users, scene, k, self._engine.ann.candidates)
+
+    def ann_index(self, scene: str) -> SceneIndex | None:
+        """The approximate nearest-neighbour index that serves ``scene`` (:mod:`scenerec.ann`), built now when
+        it is not yet, or None when the scene is ranked exactly (see :class:`~scenerec.config.AnnConfig`: by
+        default only scenes of more than 100,000 items get one). Building ahead of the first request keeps its
+        time (seconds per 100k items) out of that request. Raises :class:`UnknownIdError` for an unknown scene,
+        :class:`ConfigError` when no model is trained, :class:`MissingExtraError` when the index is asked for
+        (``ann=True``) and faiss is not installed."""
+        trained = self._engine.trainer.load()
+        return self._scene_index_of(trained, self._engine._scene_index(scene))
+
+    def _scene_index_of(self, trained: TrainedModel, scene: int) -> SceneIndex | None:
+        """The index of scene index ``scene`` for the served model ``trained`` under the engine's
+        :attr:`~scenerec.engine.Engine.ann` settings: kept while both are the same (a new model, e.g. after
+        ``reopen`` or ``update``, or new settings build it again), None for an exactly ranked scene. With the
+        default settings (``enabled=None``) a scene large enough is ranked exactly, with a warning, when faiss is
+        not installed."""
+        config = self._engine.ann
+        kept = self._indexes.get(scene)
+        if kept is not None and kept[0]() is trained and kept[1] == config:
+            return kept[2]
+        items = trained.scene_items(scene)
+        item_emb = trained.embeddings[1]
+        index: SceneIndex | None = None
+        if len(items) and item_emb.shape[1] >= 2 and config.wants(len(items)):  # a 1-d score needs no index
+            from scenerec.ann import SceneIndex
+
+            try:
+                index = SceneIndex(item_emb.detach().cpu().numpy()[items], config)
+            except MissingExtraError as exc:
+                if config.enabled:
+                    raise
+                log.warning("scene %d (%d items) is ranked exactly: %s", scene, len(items), exc)
+        self._indexes[scene] = (weakref.ref(trained), config, index)
+        return index
 
     # ---------------------------------------------------------------- one user
     def recommend(

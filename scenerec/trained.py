@@ -18,6 +18,7 @@ import numpy as np
 
 from scenerec.errors import ConfigError, StoreFileError
 from scenerec.ids import NODE_KINDS, IdMap
+from scenerec.ranking import top_k
 from scenerec.storefiles import read_npz_file
 
 if TYPE_CHECKING:
@@ -103,9 +104,22 @@ class TrainedModel:
         items: np.ndarray = self._serving[key]
         return items
 
-    def scene_scores(self, users: np.ndarray, scene: int) -> np.ndarray:
-        """Scores (b, n) float32 of the items of scene index ``scene`` (:meth:`scene_items`) for the user indices
-        ``users`` (b,): the columns of :meth:`scores` (equal up to float32 rounding), from
+    def scene_seen(self, users: np.ndarray, scene: int) -> tuple[np.ndarray, np.ndarray]:
+        """The training items of scene index ``scene`` of the user indices ``users`` (b,), as (position in
+        ``users``, position in :meth:`scene_items`) pairs: what a recommendation leaves out."""
+        candidates = self.scene_items(scene)
+        local, seen = self.splits["train"].select(users)
+        if not len(candidates):
+            return local[:0], seen[:0]
+        col = np.searchsorted(candidates, seen)
+        col[col == len(candidates)] = 0
+        own = candidates[col] == seen
+        return local[own], col[own]
+
+    def scene_scores(self, users: np.ndarray, scene: int, positions: np.ndarray | None = None) -> np.ndarray:
+        """Scores (b, n) float32 of the items of scene index ``scene`` (:meth:`scene_items`; only those at
+        ``positions`` in it when given, n = len(positions)) for the user indices ``users`` (b,): the columns of
+        :meth:`scores` (equal up to float32 rounding), from
         :meth:`Recommender.score_items <scenerec.gnn.Recommender.score_items>` with the scene's rows of the item
         representations kept between calls. A new array the caller may modify."""
         import torch
@@ -115,10 +129,29 @@ class TrainedModel:
             items = torch.from_numpy(self.scene_items(scene).astype(np.int64))
             self._serving[key] = (items, self.embeddings[1][items].contiguous())
         items, rows = self._serving[key]
+        if positions is not None:  # gathered by numpy: torch's multi-threaded gather waits for a busy core
+            chosen = np.asarray(positions, dtype=np.int64)
+            items = torch.from_numpy(items.numpy()[chosen])
+            rows = torch.from_numpy(rows.numpy()[chosen]) if rows.device.type == "cpu" else rows[chosen]
         with torch.no_grad():
             out = self.recommender.score_items(torch.from_numpy(users), items, *self.embeddings, items_emb=rows)
         fresh = out._base is None and out.is_contiguous()  # not a view of a kept tensor (e.g. popularity's counts)
         return np.array(out.detach().cpu().numpy(), dtype=np.float32, copy=not fresh)
+
+    def scene_top_k(
+        self, users: np.ndarray, scene: int, k: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The exact top-``k`` items of scene index ``scene`` for the user indices ``users`` (every item of the scene
+        scored at once, the users' training items left out, ranked by :func:`scenerec.ranking.top_k`):
+        ``(row, item, score, rank)`` per chosen pair, rows ascending, ranks ascending within a row (``row``: position
+        in ``users``; ``score`` float64)."""
+        block = self.scene_scores(users, scene)
+        seen_row, seen_col = self.scene_seen(users, scene)
+        block[seen_row, seen_col] = -np.inf
+        pos, valid = top_k(block, k)
+        r, c = np.nonzero(valid)
+        chosen = pos[r, c]
+        return r, self.scene_items(scene)[chosen], block[r, chosen].astype(np.float64), c.astype(np.int64) + 1
 
     def save(self, folder: Path, config: TrainConfig, result: FitResult, idmap: IdMap, extra: dict[str, Any]) -> None:
         """Write the model into ``folder`` (replacing what is there): the artifact of
