@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from scenerec.aligner import Aligner, SceneAlignment
-from scenerec.config import EmbedConfig
+from scenerec.config import STATIC_MODEL, EmbedConfig
 from scenerec.errors import ConfigError, GenerationChangedError, StoreError, StoreFileError, UnknownIdError
 from scenerec.ids import NODE_KINDS, IdMap
 from scenerec.kg import (
@@ -203,12 +203,15 @@ class Engine:
 
             model = info.get("model")
             # a model named by the store is loaded from a local folder or cache only, never downloaded: pass
-            # Engine.open(..., encoder=HFTextEncoder(name)) to fetch it on purpose
+            # Engine.open(..., encoder=HFTextEncoder(name)) to fetch it on purpose. A store written before
+            # runtimes existed was embedded by torch, as is any model but the bundled one.
+            runtime = (info.get("runtime") or "torch") if model == DEFAULT_MODEL else "torch"
             self._encoder = make_encoder(
                 EmbedConfig(
                     model=None if model == DEFAULT_MODEL else model,
                     download=False,
                     precision=info.get("precision") or "fp32",
+                    runtime="auto" if model == STATIC_MODEL else runtime,
                 )
             )
         if self._encoder.identity != info.get("identity"):

@@ -12,9 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from scenerec.config import Backend, EmbedConfig, Neo4jConfig
+from scenerec.config import STATIC_MODEL, Backend, EmbedConfig, Neo4jConfig
+from scenerec.errors import ConfigError
 from scenerec.kg import GraphStore, NodeVectors, RebuildReport, UpdateReport, rebuild
-from scenerec.llm import TEXT_LABELS, HFTextEncoder, TextEncoder, TextTemplates, embed_dataset
+from scenerec.llm import TEXT_LABELS, HFTextEncoder, StaticTextEncoder, TextEncoder, TextTemplates, embed_dataset
 from scenerec.loaders import LoadOptions
 from scenerec.records import Dataset
 from scenerec.storefiles import check_store_path
@@ -26,8 +27,16 @@ Progress = Callable[[str, int, int], None]
 DEFAULT_EMBED = EmbedConfig()
 
 
-def make_encoder(config: EmbedConfig) -> HFTextEncoder:
-    """The text encoder that ``config`` names (the weights load on first use)."""
+def make_encoder(config: EmbedConfig) -> TextEncoder:
+    """The text encoder that ``config`` names (the weights load on first use): ``model="static"`` the static
+    model distilled from the bundled one, else a transformer."""
+    if config.model == STATIC_MODEL:
+        if config.precision != "fp32" or config.runtime != "auto" or config.device not in (None, "cpu"):
+            raise ConfigError(
+                "the static text model takes no precision, runtime or device (it is a table look-up on the CPU): "
+                "drop those options or name another model"
+            )
+        return StaticTextEncoder(threads=config.threads, max_length=config.max_length)
     return HFTextEncoder(
         config.model,
         device=config.device,
@@ -36,6 +45,7 @@ def make_encoder(config: EmbedConfig) -> HFTextEncoder:
         max_length=config.max_length,
         download=config.download,
         precision=config.precision,
+        runtime=config.runtime,
     )
 
 
@@ -78,6 +88,7 @@ def text_feature_step(
             "model": getattr(encoder, "name", type(encoder).__name__),
             "identity": encoder.identity,
             "precision": getattr(encoder, "precision", "fp32"),
+            "runtime": getattr(encoder, "runtime", "torch"),
             "dim": encoder.dim,
             "texts": stats.texts,
             "without_text": {label: int((~has[label]).sum()) for label in TEXT_LABELS},
