@@ -182,7 +182,8 @@ def main() -> None:
         cos = (vectors[r] * vectors[REFERENCE]).sum(axis=1)
         overlap = top_k_overlap(vectors[REFERENCE], vectors[r], queries)
         acc = statistics.median(accuracy(t, p) for t, p in zip(held_out, predicted[r], strict=True))
-        same = np.mean([a == b for p, q in zip(predicted[r], predicted[REFERENCE], strict=True) for a, b in zip(p, q)])
+        pairs = zip(predicted[r], predicted[REFERENCE], strict=True)
+        same = np.mean([a == b for p, q in pairs for a, b in zip(p, q, strict=True)])
         print(
             f"| {r} | {cos.min():.4f} | {np.percentile(cos, 1):.4f} | {cos.mean():.4f} | {(cos >= 0.99).mean():.3f} | "
             f"{overlap.mean():.3f} / {overlap.min():.1f} | {acc:.3f} | {same:.3f} |"
