@@ -9,8 +9,9 @@ Routes (``runtime`` x ``precision``; the figures are in ``benchmarks/README.md``
 ``benchmarks/embed_precision.py``):
 
 - ``runtime="onnx"`` runs the bundled model exported once to ONNX (cached by its fingerprint under
-  :func:`model_cache_dir`) on ONNX Runtime: at fp32 its vectors equal torch's (cosine 1.0000) at 2-3x the speed, so
-  it is the default (``runtime="auto"``) for the bundled model on the CPU whenever the ``fast`` extra is installed.
+  :func:`model_cache_dir`) on ONNX Runtime: at fp32 its vectors equal torch's (cosine 1.0000) at about twice the
+  speed, so it is the default (``runtime="auto"``) for the bundled model on the CPU whenever the ``fast`` extra is
+  installed.
   At int8 (weights per channel, the first two feed-forward blocks float32) it is faster again, cosine >= 0.99 to
   fp32 on real titles, but not the same vectors.
 - ``runtime="torch"`` runs transformers' model: fp32 as published, int8 (``Linear`` layers dynamically quantised

@@ -13,6 +13,7 @@ transformer's 384 dimensions and space (their cosine to its vectors is meaningfu
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -86,7 +87,9 @@ class StaticTextEncoder(TextEncoder):
             f"{STATIC_MODEL}|{self.fingerprint}|model2vec-{STATIC_FORMAT}|sif{SIF_COEFFICIENT:g}|tokens-{filter_key}"
             f"|mean|l2|{self.max_length}"
         )
-        self.dim = 384
+        # no PCA: the static vectors keep the transformer's width
+        config = json.loads((self.folder / "config.json").read_text(encoding="utf-8"))
+        self.dim = int(config["hidden_size"])
         self.forward_passes = 0
         #: Seconds the first load spent distilling (0 when the distilled model came from the cache).
         self.prepare_seconds = 0.0

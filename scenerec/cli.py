@@ -468,7 +468,7 @@ def _add_embed_args(p: argparse.ArgumentParser) -> None:
         default="auto",
         choices=RUNTIMES,
         help="auto (default): ONNX Runtime for the bundled model on the CPU when scenerec[fast] is installed, else "
-        "torch; torch; onnx: the bundled model exported once to ONNX (same vectors as torch at fp32, 2-3x faster)",
+        "torch; torch; onnx: the bundled model exported once to ONNX (same vectors as torch at fp32, ~2x faster)",
     )
 
 

@@ -159,7 +159,8 @@ def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def encoder() -> Any:
-    """The bundled all-MiniLM-L6-v2 (real weights), loaded once per session."""
+    """The bundled all-MiniLM-L6-v2 (real weights) on the default route (ONNX Runtime fp32), loaded once per
+    session."""
     from scenerec.llm import HFTextEncoder
 
     return HFTextEncoder(threads=2)
