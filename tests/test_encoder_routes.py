@@ -17,7 +17,7 @@ from scenerec.errors import ConfigError, MissingExtraError
 from scenerec.kg import read_manifest
 from scenerec.llm import HFTextEncoder, StaticTextEncoder, model_cache_dir
 from scenerec.llm.onnxrt import onnx_model_file
-from scenerec.pipeline import make_encoder
+from scenerec.pipeline import make_encoder, store_embed_config
 
 #: Tokens a narrow static model keeps (all others are left out, so distilling it takes seconds, not minutes).
 NARROW = r"^(?!(\[(CLS|SEP|PAD|UNK|MASK)\]|blue|gel|pen|pens|ink|,|paint|acrylic|canvas|set|for|red|kettle)$).*$"
@@ -181,6 +181,18 @@ def test_static_model_errors_are_clear(tmp_path: Path) -> None:
         StaticTextEncoder(cache_dir=tmp_path, token_filter="[unused")
     with pytest.raises(ConfigError, match="max_length must be positive"):
         StaticTextEncoder(max_length=0)
+
+
+def test_a_store_reopens_its_texts_route() -> None:
+    old = store_embed_config({"model": "all-MiniLM-L6-v2", "precision": "int8"})  # written before runtimes
+    assert (old.model, old.runtime, old.precision, old.download) == (None, "torch", "int8", False)
+    new = store_embed_config({"model": "all-MiniLM-L6-v2", "precision": "fp32", "runtime": "onnx"})
+    assert (new.model, new.runtime) == (None, "onnx")
+    other = store_embed_config({"model": "org/other", "precision": "fp32", "runtime": "onnx"})  # edited by hand
+    assert (other.model, other.runtime, other.download) == ("org/other", "torch", False)
+    static = store_embed_config({"model": "static", "precision": "fp32", "runtime": "model2vec"})
+    assert (static.model, static.runtime) == ("static", "auto")
+    assert isinstance(make_encoder(static), StaticTextEncoder)
 
 
 def test_cli_runtime_flag_reaches_the_store_and_its_reopened_encoder(
