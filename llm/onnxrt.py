@@ -169,6 +169,7 @@ class OnnxSession:
 
     def __init__(self, path: Path, threads: int | None, pad_id: int) -> None:
         ort = require_onnxruntime()
+        ort.disable_telemetry_events()  # ONNX Runtime's usage events: scenerec sends none, even where it could
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or 0
         options.inter_op_num_threads = 1
