@@ -58,9 +58,14 @@ def _block(monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
 def test_the_default_runs_on_onnx_and_gives_torchs_vectors(
     encoder: HFTextEncoder, torch_fp32: HFTextEncoder, titles: list[str]
 ) -> None:
-    assert encoder.runtime == "onnx" and encoder.precision == "fp32" and encoder.device == "cpu"
-    assert HFTextEncoder().runtime == "onnx" and make_encoder(EmbedConfig()).runtime == "onnx"  # type: ignore[attr-defined]
-    fast, full = encoder.encode(titles), torch_fp32.encode(titles)
+    import torch
+
+    default = "torch" if torch.cuda.is_available() else "onnx"  # auto: a GPU, where there is one, runs torch
+    assert encoder.runtime == default and encoder.precision == "fp32"
+    assert HFTextEncoder().runtime == default and make_encoder(EmbedConfig()).runtime == default  # type: ignore[attr-defined]
+    onnx = HFTextEncoder(runtime="onnx", threads=2)
+    assert onnx.device == "cpu"
+    fast, full = onnx.encode(titles), torch_fp32.encode(titles)
     assert fast.shape == full.shape == (len(titles), 384) and fast.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(fast, axis=1), 1.0, atol=1e-5)
     cos = (fast * full).sum(axis=1)
@@ -102,7 +107,7 @@ def test_every_route_has_its_own_identity(encoder: HFTextEncoder, torch_fp32: HF
     routes = {
         "torch fp32": torch_fp32.identity,
         "torch int8": HFTextEncoder(runtime="torch", precision="int8").identity,
-        "onnx fp32": encoder.identity,
+        "onnx fp32": HFTextEncoder(runtime="onnx").identity,
         "onnx int8": HFTextEncoder(precision="int8").identity,
         "static": make_encoder(EmbedConfig(model="static")).identity,
     }
@@ -112,7 +117,7 @@ def test_every_route_has_its_own_identity(encoder: HFTextEncoder, torch_fp32: HF
     assert routes["onnx fp32"] == torch_fp32.identity + "|onnx-v1"
     assert routes["onnx int8"].startswith(routes["onnx fp32"] + "|int8")
     assert routes["static"].startswith("static|" + encoder.fingerprint)
-    assert "runtime=onnx" in repr(encoder) and "runtime=torch" in repr(torch_fp32)
+    assert "runtime=onnx" in repr(HFTextEncoder(runtime="onnx")) and "runtime=torch" in repr(torch_fp32)
 
 
 @pytest.mark.parametrize(
