@@ -3,13 +3,16 @@ LightGCN, all trained by :func:`scenerec.gnn.train.fit`.
 
     .venv/bin/python benchmarks/movielens100k.py [--models scenegnn pop bpr lgcn2 ...] [--lr 1e-3 [1e-2 ...]]
         [--epochs 300] [--threads 1] [--weight-decay 1e-4] [--seed 2020] [--save DIR] [--store DIR]
+        [--text-model default|torch-fp32|static]
 
 ``scenegnn`` variants (the ablations): ``scenegnn`` (the default configuration: items from their projected text,
 scene FiLM, the item-item channel), ``scenegnn+kg`` (plus the relation-aware KG messages over the Freebase facts),
 ``scenegnn-no-ii`` (no item-item channel), ``scenegnn-no-text`` (free item id embeddings instead of text), ``scenegnn-ids`` (text AND free
 item ids), ``scenegnn-no-film``. They train with the in-scene softmax loss (lr 1e-2, 256 users per batch, patience
 20); the BPR baselines as RecBole does (see below). The graph (with the Freebase KG and the all-MiniLM-L6-v2 text
-embeddings of the items) is built once into ``--store`` through scenerec's own pipeline and reused.
+embeddings of the items) is built once into ``--store`` through scenerec's own pipeline and reused;
+``--text-model`` picks the text features of a new store: ``default`` (the default route), ``torch-fp32`` (the model
+as published, on torch) or ``static`` (the static model distilled from it with model2vec).
 
 Protocol (``movielens_100k_kg/split_recbole/README.md``): train on ``train.tsv``; early stopping on validation
 NDCG@10 (ranking excludes the user's train items, patience 10); TEST metrics by full ranking over all 1,682 items
@@ -28,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from scenerec.config import EmbedConfig
 from scenerec.gnn import CSR, GraphInputs, ItemItem, ItemItemFusion, build_inputs, evaluate_scores, tune_item_item
 from scenerec.gnn.models import BPRMF, LightGCN, MostPopular, Recommender
 from scenerec.gnn.propagation import normalized_adjacency
@@ -56,16 +60,26 @@ PEERS: dict[str, tuple[str, float, float, float, float, str]] = {
 }
 
 
-def load_graph(store: Path, shared: Path) -> tuple[IdMap, dict[str, CSR], GraphInputs]:
-    """ML-100K with RecBole's split, its KG and text embeddings, built by scenerec into ``store`` (once) and read
-    back as (idmap, {"train", "valid", "test": CSR}, SceneGNN inputs)."""
+#: ``--text-model`` choices: the text features of a newly built store.
+TEXT_MODELS = {
+    "default": EmbedConfig(),
+    "torch-fp32": EmbedConfig(runtime="torch", device="cpu"),
+    "static": EmbedConfig(model="static"),
+}
+
+
+def load_graph(
+    store: Path, shared: Path, embed: EmbedConfig = TEXT_MODELS["default"]
+) -> tuple[IdMap, dict[str, CSR], GraphInputs]:
+    """ML-100K with RecBole's split, its KG and text embeddings (``embed``), built by scenerec into ``store`` (once)
+    and read back as (idmap, {"train", "valid", "test": CSR}, SceneGNN inputs)."""
     from scenerec.kg import load_features, load_idmap, open_store
     from scenerec.loaders import LoadOptions
     from scenerec.pipeline import build
 
     if not (store / "CURRENT").is_file():
         t = time.perf_counter()
-        build(shared / "movielens_100k_kg", store, options=LoadOptions(extra={"split": "split_recbole"}))
+        build(shared / "movielens_100k_kg", store, options=LoadOptions(extra={"split": "split_recbole"}), embed=embed)
         print(f"built the ML-100K graph with text embeddings into {store} in {time.perf_counter() - t:.1f} s")
     idmap = load_idmap(store)
     graph = open_store(store)
@@ -132,11 +146,12 @@ def main() -> None:
         "--shared", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "data", help="data"
     )
     ap.add_argument("--store", type=Path, default=Path("/tmp/scenerec-bench/ml100k"), help="graph store (built once)")
+    ap.add_argument("--text-model", default="default", choices=TEXT_MODELS, help="text features of a new --store")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
 
-    idmap, split, inputs = load_graph(args.store, args.shared)
+    idmap, split, inputs = load_graph(args.store, args.shared, TEXT_MODELS[args.text_model])
     train, valid, test = split["train"], split["valid"], split["test"]
     print(f"ML-100K RecBole split: {train.shape[0]} users, {train.shape[1]} items, train {train.nnz}, "
           f"valid {valid.nnz}, test {test.nnz}; torch {torch.__version__}, {args.threads} thread(s)")  # fmt: skip

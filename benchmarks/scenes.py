@@ -1,7 +1,7 @@
 """Scene classification on Amazon Arts vs Office: held-out accuracy and macro-F1 of scenerec's classifier.
 
     .venv/bin/python benchmarks/scenes.py [--per-scene 2000] [--splits 5] [--threads 1]
-                                          [--precision fp32|int8]
+                                          [--precision fp32|int8] [--runtime auto|torch|onnx]
 
 A seeded sample of ``--per-scene`` items of each scene is embedded with the bundled all-MiniLM-L6-v2, twice: the
 title alone, and the full item text of the default template (title + description + attributes). Three feature sets
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scenerec.llm import PRECISIONS, HFTextEncoder, TextTemplates, evaluate, item_features
+from scenerec.llm import PRECISIONS, RUNTIMES, HFTextEncoder, TextTemplates, evaluate, item_features
 from scenerec.loaders import load_dataset
 from scenerec.records import Dataset
 
@@ -35,6 +35,7 @@ def main() -> None:
     ap.add_argument("--splits", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--precision", default="fp32", choices=PRECISIONS, help="the text model's precision")
+    ap.add_argument("--runtime", default="auto", choices=RUNTIMES, help="the text model's runtime")
     ap.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "data")
     args = ap.parse_args()
 
@@ -50,7 +51,7 @@ def main() -> None:
     sub = Dataset("sample", scenes=ds.scenes, items=items)
     scenes = items["scene"].astype(str).tolist()
     attrs = items["attributes"].astype(str).tolist()
-    encoder = HFTextEncoder(threads=args.threads, precision=args.precision)
+    encoder = HFTextEncoder(threads=args.threads, precision=args.precision, runtime=args.runtime)
     t0 = time.perf_counter()
     titles = encoder.encode(items["title"].astype(str).tolist())
     t_titles = time.perf_counter() - t0

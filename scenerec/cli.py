@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 import pandas as pd
 
 from scenerec import __version__
-from scenerec.config import PRECISIONS, EmbedConfig
+from scenerec.config import PRECISIONS, RUNTIMES, EmbedConfig
 from scenerec.console import Progress as _Progress
 from scenerec.console import print_frame as _print_frame
 from scenerec.console import print_paths as _print_paths
@@ -90,7 +90,11 @@ def _embed_config(args: argparse.Namespace) -> EmbedConfig | None:
     if getattr(args, "no_embed", False):
         return None
     return EmbedConfig(
-        model=args.model, threads=args.threads, device=args.device, precision=getattr(args, "precision", "fp32")
+        model=args.model,
+        threads=args.threads,
+        device=args.device,
+        precision=getattr(args, "precision", "fp32"),
+        runtime=getattr(args, "runtime", "auto"),
     )
 
 
@@ -444,8 +448,11 @@ def _add_embed_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-embed", action="store_true", help="skip the text embeddings")
     p.add_argument(
         "--model",
+        "--text-model",
+        dest="model",
         default=None,
-        help="text model: a local folder or Hugging Face name (default: bundled all-MiniLM-L6-v2)",
+        help="text model: a local folder or Hugging Face name (default: bundled all-MiniLM-L6-v2), or 'static': "
+        "a static model distilled once from the bundled one (model2vec; far faster, less exact)",
     )
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads for the text model")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA when available)")
@@ -453,7 +460,15 @@ def _add_embed_args(p: argparse.ArgumentParser) -> None:
         "--precision",
         default="fp32",
         choices=PRECISIONS,
-        help="fp32, or int8: the text model's Linear layers quantised to int8 on the CPU (faster, cosine ~0.98 to fp32)",
+        help="fp32; int8: quantised on the CPU (faster; cosine >= 0.99 to fp32 on ONNX Runtime, ~0.98 on torch); "
+        "fp16: on a CUDA device",
+    )
+    p.add_argument(
+        "--runtime",
+        default="auto",
+        choices=RUNTIMES,
+        help="auto (default): ONNX Runtime for the bundled model on the CPU when scenerec[fast] is installed, else "
+        "torch; torch; onnx: the bundled model exported once to ONNX (same vectors as torch at fp32, ~2x faster)",
     )
 
 

@@ -63,15 +63,30 @@ def check_backend(name: str) -> Backend:
     return name
 
 
-#: Text-model precisions (:class:`EmbedConfig`, ``HFTextEncoder``): the model as published (float32), or its
-#: ``Linear`` layers dynamically quantised to int8 on the CPU.
-PRECISIONS = ("fp32", "int8")
+#: Text-model precisions (:class:`EmbedConfig`, ``HFTextEncoder``): the model as published (float32); int8 (the
+#: weights of its matrix products quantised to int8, activations per batch; CPU only); fp16 (half precision, on a
+#: CUDA device only).
+PRECISIONS = ("fp32", "int8", "fp16")
+
+#: Text-model runtimes: ``auto`` (ONNX Runtime for the bundled model on the CPU when the ``fast`` extra is installed,
+#: else torch), ``torch`` (transformers' model), ``onnx`` (the model exported to ONNX once, run by ONNX Runtime).
+RUNTIMES = ("auto", "torch", "onnx")
+
+#: The ``model`` name of the static (model2vec) encoder distilled from the bundled model.
+STATIC_MODEL = "static"
 
 
 def check_precision(name: str) -> str:
     """``name`` if it is one of :data:`PRECISIONS`, else a :class:`ConfigError` naming the choices."""
     if name not in PRECISIONS:
         raise ConfigError(f"text model precision must be one of {', '.join(PRECISIONS)}, not {name!r}")
+    return name
+
+
+def check_runtime(name: str) -> str:
+    """``name`` if it is one of :data:`RUNTIMES`, else a :class:`ConfigError` naming the choices."""
+    if name not in RUNTIMES:
+        raise ConfigError(f"text model runtime must be one of {', '.join(RUNTIMES)}, not {name!r}")
     return name
 
 
@@ -83,20 +98,25 @@ class EmbedConfig:
     ``threads``: torch CPU threads (default: torch's own choice). ``device``: ``cpu``, ``cuda``, ... (default:
     CUDA when available). ``cache``: reuse vectors of unchanged texts from ``STORE/cache/embeddings``.
     ``download``: a Hugging Face name not found locally may be downloaded (off for a model named by a store).
-    ``precision``: ``fp32`` or ``int8`` (dynamic int8 quantisation, CPU only; see ``HFTextEncoder``).
+    ``precision``: ``fp32``, ``int8`` (dynamic int8 quantisation, CPU only) or ``fp16`` (CUDA only); ``runtime``:
+    ``auto``, ``torch`` or ``onnx`` (see ``HFTextEncoder``). ``model="static"`` (:data:`STATIC_MODEL`) embeds with
+    a static model distilled once from the bundled one with model2vec (``StaticTextEncoder``: far faster, less
+    exact; it takes neither a precision nor a runtime).
     """
 
     model: str | None = None
     threads: int | None = None
-    batch_size: int = 64
+    batch_size: int = 32
     device: str | None = None
     max_length: int | None = None
     cache: bool = True
     download: bool = True
     precision: str = "fp32"
+    runtime: str = "auto"
 
     def __post_init__(self) -> None:
         check_precision(self.precision)
+        check_runtime(self.runtime)
 
 
 @dataclass(frozen=True)

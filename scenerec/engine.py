@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from scenerec.aligner import Aligner, SceneAlignment
-from scenerec.config import AnnConfig, EmbedConfig
+from scenerec.config import AnnConfig
 from scenerec.errors import ConfigError, GenerationChangedError, StoreError, StoreFileError, UnknownIdError
 from scenerec.ids import NODE_KINDS, IdMap
 from scenerec.kg import (
@@ -35,7 +35,7 @@ from scenerec.kg import (
 )
 from scenerec.kg.lock import StagedGeneration, StoreLock
 from scenerec.kg.rebuild import GRAPH_FILE
-from scenerec.llm import DEFAULT_MODEL, TextEncoder
+from scenerec.llm import TextEncoder
 from scenerec.ranker import Ranker
 from scenerec.ranking import check_k
 from scenerec.registry import DEFAULT_RECOMMENDER, MODELS, ModelSpec
@@ -219,18 +219,11 @@ class Engine:
         if not info:
             raise ConfigError(f"{self.path}: the store has no text embeddings (it was rebuilt with --no-embed)")
         if self._encoder is None:
-            from scenerec.pipeline import make_encoder
+            from scenerec.pipeline import make_encoder, store_embed_config
 
-            model = info.get("model")
             # a model named by the store is loaded from a local folder or cache only, never downloaded: pass
             # Engine.open(..., encoder=HFTextEncoder(name)) to fetch it on purpose
-            self._encoder = make_encoder(
-                EmbedConfig(
-                    model=None if model == DEFAULT_MODEL else model,
-                    download=False,
-                    precision=info.get("precision") or "fp32",
-                )
-            )
+            self._encoder = make_encoder(store_embed_config(info))
         if self._encoder.identity != info.get("identity"):
             raise ConfigError(
                 f"{self.path} was embedded with {info.get('identity')!r}, not with {self._encoder.identity!r}; "

@@ -6,15 +6,24 @@ This module sits at the end of the flow, so it may wire the layers together: it 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from scenerec.config import Backend, EmbedConfig, Neo4jConfig
-from scenerec.kg import GraphStore, NodeVectors, RebuildReport, UpdateReport, rebuild
-from scenerec.llm import TEXT_LABELS, HFTextEncoder, TextEncoder, TextTemplates, embed_dataset
+from scenerec.config import STATIC_MODEL, Backend, EmbedConfig, Neo4jConfig
+from scenerec.errors import ConfigError
+from scenerec.kg import GraphStore, NodeVectors, RebuildReport, UpdateReport, read_manifest, rebuild
+from scenerec.llm import (
+    DEFAULT_MODEL,
+    TEXT_LABELS,
+    HFTextEncoder,
+    StaticTextEncoder,
+    TextEncoder,
+    TextTemplates,
+    embed_dataset,
+)
 from scenerec.loaders import LoadOptions
 from scenerec.records import Dataset
 from scenerec.storefiles import check_store_path
@@ -26,8 +35,16 @@ Progress = Callable[[str, int, int], None]
 DEFAULT_EMBED = EmbedConfig()
 
 
-def make_encoder(config: EmbedConfig) -> HFTextEncoder:
-    """The text encoder that ``config`` names (the weights load on first use)."""
+def make_encoder(config: EmbedConfig) -> TextEncoder:
+    """The text encoder that ``config`` names (the weights load on first use): ``model="static"`` the static
+    model distilled from the bundled one, else a transformer."""
+    if config.model == STATIC_MODEL:
+        if config.precision != "fp32" or config.runtime != "auto" or config.device not in (None, "cpu"):
+            raise ConfigError(
+                "the static text model takes no precision, runtime or device (it is a table look-up on the CPU): "
+                "drop those options or name another model"
+            )
+        return StaticTextEncoder(threads=config.threads, max_length=config.max_length)
     return HFTextEncoder(
         config.model,
         device=config.device,
@@ -36,6 +53,21 @@ def make_encoder(config: EmbedConfig) -> HFTextEncoder:
         max_length=config.max_length,
         download=config.download,
         precision=config.precision,
+        runtime=config.runtime,
+    )
+
+
+def store_embed_config(features: Mapping[str, Any]) -> EmbedConfig:
+    """The :class:`EmbedConfig` of the encoder a store's texts were embedded with (its manifest's ``features``):
+    the same model, never downloaded (a store is trusted for data, not code), precision and runtime. A store
+    written before runtimes existed was embedded by torch, as is any model but the bundled one."""
+    model = features.get("model")
+    runtime = (features.get("runtime") or "torch") if model == DEFAULT_MODEL else "torch"
+    return EmbedConfig(
+        model=None if model == DEFAULT_MODEL else model,
+        download=False,
+        precision=features.get("precision") or "fp32",
+        runtime="auto" if model == STATIC_MODEL else runtime,
     )
 
 
@@ -78,6 +110,7 @@ def text_feature_step(
             "model": getattr(encoder, "name", type(encoder).__name__),
             "identity": encoder.identity,
             "precision": getattr(encoder, "precision", "fp32"),
+            "runtime": getattr(encoder, "runtime", "torch"),
             "dim": encoder.dim,
             "texts": stats.texts,
             "without_text": {label: int((~has[label]).sum()) for label in TEXT_LABELS},
@@ -157,6 +190,8 @@ def update(
     identity = None
     if (current_generation(store) / FEATURES).is_file() and (embed is not None or encoder is not None):
         cfg = embed or EmbedConfig()
+        if encoder is None and embed is DEFAULT_EMBED:  # not named: the store's own model, precision and runtime
+            cfg = store_embed_config(read_manifest(store).get("features") or {})
         enc = encoder or make_encoder(cfg)
         identity = enc.identity
         step = text_feature_step(enc, cache=cfg.cache, progress=progress)

@@ -143,9 +143,24 @@ def neo4j_root() -> Iterator[Neo4jStore]:
         yield root
 
 
+@pytest.fixture(scope="session", autouse=True)
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Derived text models (ONNX exports, distilled static models) go to a folder of this test session, not to the
+    user's cache: each session exports afresh (a few seconds) and leaves nothing behind."""
+    path = tmp_path_factory.mktemp("models")
+    before = os.environ.get("SCENEREC_MODEL_CACHE")
+    os.environ["SCENEREC_MODEL_CACHE"] = str(path)
+    yield path
+    if before is None:
+        os.environ.pop("SCENEREC_MODEL_CACHE", None)
+    else:
+        os.environ["SCENEREC_MODEL_CACHE"] = before
+
+
 @pytest.fixture(scope="session")
 def encoder() -> Any:
-    """The bundled all-MiniLM-L6-v2 (real weights), loaded once per session."""
+    """The bundled all-MiniLM-L6-v2 (real weights) on the default route (ONNX Runtime fp32), loaded once per
+    session."""
     from scenerec.llm import HFTextEncoder
 
     return HFTextEncoder(threads=2)

@@ -55,8 +55,10 @@ def test_a_local_model_folder_works_and_has_the_same_identity_rules(encoder: HFT
     from scenerec.llm import default_model_path
 
     by_path = HFTextEncoder(default_model_path())
-    assert by_path.identity.split("|")[1:] == encoder.identity.split("|")[1:]
-    assert by_path.identity != encoder.identity  # the name is part of the identity
+    assert by_path.runtime == "torch"  # a model named by folder runs on torch
+    bundled = HFTextEncoder(runtime="torch")
+    assert by_path.identity.split("|")[1:] == bundled.identity.split("|")[1:]
+    assert by_path.identity != bundled.identity  # the name is part of the identity
     assert HFTextEncoder(max_length=32).identity != encoder.identity  # truncation changes vectors
 
 
@@ -283,4 +285,4 @@ def test_search_cli_json(sample_store: Path, capsys: pytest.CaptureFixture[str])
 
 def test_embed_config_is_typed() -> None:
     cfg = EmbedConfig(model="x", threads=1)
-    assert cfg.cache is True and cfg.batch_size == 64
+    assert cfg.cache is True and cfg.batch_size == 32 and cfg.runtime == "auto"
