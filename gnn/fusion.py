@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 ITEM_ITEM_KINDS = ("ease", "knn")
 
 
+#: One scene's pruned item-item weights: (source items, target items, values).
+Weights = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
 def _binary_matrix(train: CSR) -> Any:
     """The training pairs as a scipy CSR 0/1 matrix (users x items), float32."""
     import scipy.sparse as sp
@@ -53,7 +57,7 @@ def _knn_columns(
     alpha: float,
     beta: float,
     top_k: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> Weights:
     """Item-kNN weights into the items ``dst_items`` (columns of ``x_dst``) from the items ``src_items`` (columns of
     ``x_src``): ``|U_i & U_j| / (|U_i|^alpha |U_j|^beta)`` (``count``: every item's number of users), the item
     itself left out, the ``top_k`` largest per target item (ties to the lower item), divided by the largest weight.
@@ -123,40 +127,54 @@ class ItemItem(torch.nn.Module):
         *,
         top_k: int = 256,
         max_items: int = 20_000,
+        cache: dict[tuple[int, float | None], Weights] | None = None,
     ) -> None:
-        """Compute the weights from the training pairs; ``reg`` per scene (a sequence indexed by scene) or one."""
+        """Compute the weights from the training pairs; ``reg`` per scene (a sequence indexed by scene) or one.
+
+        ``cache``: a dict to keep each scene's pruned weights in, keyed by (scene, reg) (None for item kNN), and to
+        take them from when fitted before (:func:`tune_item_item` tries several regs, then refits the best)."""
         rows, cols, vals = [], [], []
         self.skipped_scenes, self.knn_scenes = [], []
-        scenes = np.unique(item_scene)
         x_all = _binary_matrix(train)
-        for s in scenes:
+        for s in np.unique(item_scene):
             items = np.flatnonzero(item_scene == s)
-            x = x_all[:, items]
-            if len(items) > max_items:
+            knn = len(items) > max_items
+            r = None if knn else float(reg if isinstance(reg, int | float) else reg[int(s)] if s >= 0 else reg[0])
+            if knn:
                 self.knn_scenes.append(int(s))
-                log.info("item-item channel: scene %d has %d items > max_items=%d, item kNN", s, len(items), max_items)
-                count = np.maximum(np.asarray(x_all.sum(0)).ravel().astype(np.float64), 1.0)
-                src, dst, weight = _knn_columns(x, items, x, items, count, 0.5, 0.5, top_k)
-                rows.append(src)
-                cols.append(dst)
-                vals.append(weight)
-                continue
-            r = reg if isinstance(reg, int | float) else reg[int(s)] if s >= 0 else reg[0]
-            b = self.ease_from_gram((x.T @ x).toarray().astype(np.float64), float(r))
-            k = min(top_k, len(items))
-            if k < len(items):
-                # keep the k largest |weights| of each column j (the weights that score item j)
-                part = np.argpartition(-np.abs(b), k - 1, axis=0)[:k]
-                src = part.reshape(-1)
-                dst = np.tile(np.arange(len(items)), k)
+            key = (int(s), r)
+            if cache is None or key not in cache:
+                weights = self._scene_weights(x_all, items, r, top_k)
+                if cache is not None:
+                    cache[key] = weights
             else:
-                src, dst = (a.reshape(-1) for a in np.indices(b.shape))
-            w = b[src, dst]
-            nz = w != 0
-            rows.append(items[src[nz]])
-            cols.append(items[dst[nz]])
-            vals.append(w[nz])
+                weights = cache[key]
+            rows.append(weights[0])
+            cols.append(weights[1])
+            vals.append(weights[2])
         self._set_weights(rows, cols, vals)
+
+    @classmethod
+    def _scene_weights(cls, x_all: Any, items: np.ndarray, reg: float | None, top_k: int) -> Weights:
+        """One scene's pruned weights (source items, target items, values): EASE with ``reg``, or the item-kNN
+        cosine when ``reg`` is None."""
+        x = x_all[:, items]
+        if reg is None:
+            log.info("item-item channel: a scene of %d items by item kNN (too many for EASE)", len(items))
+            count = np.maximum(np.asarray(x_all.sum(0)).ravel().astype(np.float64), 1.0)
+            return _knn_columns(x, items, x, items, count, 0.5, 0.5, top_k)
+        b = cls.ease_from_gram((x.T @ x).toarray().astype(np.float64), reg)
+        k = min(top_k, len(items))
+        if k < len(items):
+            # keep the k largest |weights| of each column j (the weights that score item j)
+            part = np.argpartition(-np.abs(b), k - 1, axis=0)[:k]
+            src = part.reshape(-1)
+            dst = np.tile(np.arange(len(items)), k)
+        else:
+            src, dst = (a.reshape(-1) for a in np.indices(b.shape))
+        w = b[src, dst]
+        nz = w != 0
+        return items[src[nz]], items[dst[nz]], w[nz]
 
     def fit_knn(
         self,
@@ -593,10 +611,11 @@ def tune_item_item(
             return report
 
         best_reg: dict[int, tuple[float, float]] = {}
+        fitted: dict[tuple[int, float | None], Weights] = {}  # each scene's weights per reg, for the refit below
         for step, reg in enumerate(regs):
             if progress is not None:
                 progress(step, len(regs) + 1)
-            channel.fit(train, scene, reg, top_k=top_k, max_items=max_items)
+            channel.fit(train, scene, reg, top_k=top_k, max_items=max_items, cache=fitted)
             for g in groups:
                 if g in channel.skipped_scenes:
                     continue
@@ -605,16 +624,16 @@ def tune_item_item(
                     best_reg[g] = (reg, value)
         report.skipped = sorted(set(groups) - set(best_reg))
         report.knn_scenes = list(channel.knn_scenes)
-        if not best_reg:
-            channel.fit(train, scene, regs[0], top_k=top_k, max_items=0)
+        if not best_reg:  # no reg tried: an empty channel
+            channel._set_weights([], [], [])
             model.fusion.zero_()
             report.seconds = time.perf_counter() - t0
             return report
         if progress is not None:
             progress(len(regs), len(regs) + 1)
-        channel.fit(
-            train, scene, per_scene({g: r for g, (r, _) in best_reg.items()}, regs[0]), top_k=top_k, max_items=max_items
-        )
+        chosen = per_scene({g: r for g, (r, _) in best_reg.items()}, regs[0])
+        channel.fit(train, scene, chosen, top_k=top_k, max_items=max_items, cache=fitted)
+        fitted.clear()
         user_emb, item_emb = model()
         results: dict[int, dict[float, float]] = {g: {} for g in best_reg}
         for w in weights:
