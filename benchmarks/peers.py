@@ -60,16 +60,16 @@ def als_options(
     matrix = sp.csr_matrix((np.ones(train.nnz, dtype=np.float32), train.indices, train.indptr), shape=train.shape)
     for factors, reg, alpha in itertools.product(grid["factors"], grid["regularization"], grid["alpha"]):
         t0 = time.perf_counter()
-        model = AlternatingLeastSquares(
-            factors=int(factors),
-            regularization=float(reg),
-            alpha=float(alpha),
-            iterations=iterations,
-            random_state=seed,
-            num_threads=threads,
-            calculate_training_loss=False,
-        )
         with threadpool_limits(1, "blas"):  # implicit's advice: its own threads, not BLAS's, run the solves
+            model = AlternatingLeastSquares(
+                factors=int(factors),
+                regularization=float(reg),
+                alpha=float(alpha),
+                iterations=iterations,
+                random_state=seed,
+                num_threads=threads,
+                calculate_training_loss=False,
+            )
             model.fit(matrix, show_progress=False)
         uf = torch.from_numpy(np.asarray(model.user_factors))
         itf = torch.from_numpy(np.asarray(model.item_factors))

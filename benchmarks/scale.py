@@ -4,7 +4,9 @@ over to another machine).
 
     .venv/bin/python benchmarks/scale.py [--datasets ml100k ml1m food-kitchen synth3m synth10m]
         [--store-root /tmp/scenerec-bench/scale] [--max-epochs N] [--repeats 3] [--calls 1000] [--threads N]
-        [--precision fp32|int8] [--als-grid light|full] [--json OUT]
+        [--precision fp32|int8] [--als-grid light|full] [--build-only DATASET ...] [--no-als DATASET ...]
+        [--json OUT]
+    .venv/bin/python benchmarks/scale.py --table-from OUT1.json OUT2.json ...
 
 Datasets (from ``../shared/data`` next to the repository, ``--shared`` elsewhere; read their ``SOURCE.md``):
 
@@ -32,7 +34,10 @@ points; ``full``: the 18 of ``benchmarks/transfer.py``), test NDCG@10 by the sam
 ``--store-root``: stores live in ``DIR/<dataset>`` and are reused when the dataset's files (and the text model
 settings) did not change, so a rerun skips the rebuild and reports the timings of the build that made the store
 (marked ``reused``). Prints one table per run, then the fitted exponent of each stage's time (and of peak RSS)
-against the number of interactions: least squares on log-log over the sizes run. ``--json OUT`` saves it all.
+against the number of interactions: least squares on log-log over the sizes run, over all of them and over
+Food–Kitchen and its synthetic sizes (one shape). ``--json OUT`` saves it all; ``--table-from`` prints one table of
+runs saved separately. ``--build-only DATASET ...``: on those datasets only the build and ALS (on the splits
+``fit`` would use) run, for sizes at which the training loop is too slow to wait for.
 """
 
 from __future__ import annotations
@@ -81,6 +86,7 @@ STAGES: list[tuple[str, str]] = [
     ("write-back", "write_back_s"),
     ("recommend p50", "rec_p50_ms"),
     ("recommend p99", "rec_p99_ms"),
+    ("peak RSS after build", "build_rss_gb"),
     ("peak RSS", "peak_rss_gb"),
     ("ALS fit (chosen)", "als_fit_s"),
 ]
@@ -153,8 +159,16 @@ def build_store(name: str, args: argparse.Namespace) -> dict[str, Any]:
         shutil.copytree(source_cache, store / CACHE_DIR)  # the clones' titles are the source's
         print(f"[{name}] embedding cache seeded from {source_cache}")
     embed = EmbedConfig(precision=args.precision, threads=args.threads or None)
+    shown: dict[str, int] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:  # every tenth of a stage
+        tenth = 10 * done // max(total, 1)
+        if shown.get(stage, -1) < tenth:
+            shown[stage] = tenth
+            print(f"  [{name}] {stage} {done:,} / {total:,} ({time.perf_counter() - t0:.0f} s)", flush=True)
+
     t0 = time.perf_counter()
-    report = build(path, store, options=LoadOptions(extra=extra), embed=embed)
+    report = build(path, store, options=LoadOptions(extra=extra), embed=embed, progress=progress)
     seconds = dict(report.seconds)
     info = report.features or {}
     out = {
@@ -196,8 +210,8 @@ def run_als(splits: dict[str, Any], item_scene: np.ndarray, args: argparse.Names
     from peers import ALS_GRID, als_available, als_options
 
     missing = als_available()
-    if missing is not None:
-        return {"als_skipped": missing}
+    if missing is not None or args.child in args.no_als:
+        return {"als_skipped": missing or "--no-als"}
     grid = ALS_GRID if args.als_grid == "full" else LIGHT_ALS_GRID
     best: tuple[float, dict[str, Any], Any] | None = None
     t0 = time.perf_counter()
@@ -234,7 +248,6 @@ def run_one(name: str, args: argparse.Namespace) -> dict[str, Any]:
         if name in args.build_only:  # no model: ALS on the splits fit would use
             splits, index, _ = engine.trainer.interaction_splits(0)
             rec["interactions"] = int(sum(splits[s].nnz for s in ("train", "valid", "test")))
-            rec["peak_rss_gb"] = peak_rss_gb()
             rec.update(run_als(splits, index.item_scene, args))
             rec["load_end"] = os.getloadavg()[0]
             return rec
@@ -275,10 +288,12 @@ def run_one(name: str, args: argparse.Namespace) -> dict[str, Any]:
         users = sum(m["users"] for m in metrics)
         rec["test_ndcg"] = sum(m["ndcg@10"] * m["users"] for m in metrics) / users if users else float("nan")
         rec["test_users"] = users
+        rec["evaluate_rss_gb"] = peak_rss_gb()
 
         t0 = time.perf_counter()
         wb = engine.write_back(k=10)
         rec["write_back_s"], rec["write_back_edges"] = time.perf_counter() - t0, wb["edges"]
+        rec["write_back_rss_gb"] = peak_rss_gb()
 
         calls = sample_calls(engine, args.calls)
         p50, p99 = [], []
@@ -309,12 +324,13 @@ def _f(value: Any, fmt: str = ".1f") -> str:
     return "-" if value is None or (isinstance(value, float) and not math.isfinite(value)) else format(value, fmt)
 
 
-def print_table(records: list[dict[str, Any]]) -> dict[str, float | None]:
-    """The per-dataset table, the exponents of each stage; returns the exponents."""
+def print_table(records: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+    """The per-dataset table, then the exponents of each stage over all sizes and over the Food–Kitchen family
+    (the source and its synthetic sizes, one shape); returns the exponents."""
     print()
     print("| dataset | interactions | users | items | load+clean s | embed s (encoded / texts) | graph load s | "
           "epoch s | fit to best s (best / epochs run) | evaluate s | write-back s | recommend p50 / p99 ms | "
-          "peak RSS GB | NDCG@10 scenerec / ALS (test users) | ALS fit s | fit to best / ALS fit |")  # fmt: skip
+          "peak RSS GB (build / all) | NDCG@10 scenerec / ALS (test users) | ALS fit s | fit to best / ALS fit |")  # fmt: skip
     print("|---" * 16 + "|")
     for r in records:
         if "error" in r:
@@ -331,17 +347,21 @@ def print_table(records: list[dict[str, Any]]) -> dict[str, float | None]:
             f"{_f(g('load_clean_s'))}{reused} | {_f(g('embed_s'))} ({g('encoded'):,} / {g('texts'):,}) | "
             f"{_f(g('graph_s'))} | {_f(g('epoch_s'))} | {fit} | {_f(g('evaluate_s'), '.2f')} | "
             f"{_f(g('write_back_s'))} | {_f(g('rec_p50_ms'), '.2f')} / {_f(g('rec_p99_ms'), '.2f')} | "
-            f"{_f(g('peak_rss_gb'), '.2f')} | {_f(g('test_ndcg'), '.4f')} / {_f(g('als_test_ndcg'), '.4f')} "
+            f"{_f(g('build_rss_gb'), '.2f')} / {_f(g('peak_rss_gb'), '.2f')} | {_f(g('test_ndcg'), '.4f')} / {_f(g('als_test_ndcg'), '.4f')} "
             f"({g('test_users', g('als_test_users'))}) | {_f(g('als_fit_s'), '.2f')} | {_f(ratio)}x |"
         )
     ok = [r for r in records if "error" not in r]
-    sizes = [float(r["interactions"]) for r in ok]
-    exps = {stage: exponent(sizes, [r.get(key) for r in ok]) for stage, key in STAGES}
+    family = [r for r in ok if r["dataset"] == SYNTH_SOURCE or synth_size(r["dataset"]) is not None]
+    groups = {"all sizes": ok, f"{SYNTH_SOURCE} and its synthetic sizes (same shape)": family}
+    exps: dict[str, dict[str, float | None]] = {}
     print()
     print("Exponent b of time (or RSS) ~ interactions^b, least squares on log-log over the sizes above:")
-    print("| stage | " + " | ".join(stage for stage, _ in STAGES) + " |")
+    print("| sizes | " + " | ".join(stage for stage, _ in STAGES) + " |")
     print("|---" * (len(STAGES) + 1) + "|")
-    print("| b | " + " | ".join(_f(exps[stage], ".2f") for stage, _ in STAGES) + " |")
+    for label, rows in groups.items():
+        sizes = [float(r["interactions"]) for r in rows]
+        exps[label] = {stage: exponent(sizes, [r.get(key) for r in rows]) for stage, key in STAGES}
+        print(f"| {label} ({len(rows)}) | " + " | ".join(_f(exps[label][stage], ".2f") for stage, _ in STAGES) + " |")
     print("(peak RSS per size: the column above; load average at start / end of each size: "
           + ", ".join(f"{r['dataset']} {r['load_start']:.1f}/{r['load_end']:.1f}" for r in ok) + ")")  # fmt: skip
     return exps
@@ -365,10 +385,18 @@ def main() -> None:
         default=[],
         help="datasets on which only the build and ALS run (no fit, evaluate, write-back, recommend)",
     )
+    ap.add_argument("--no-als", nargs="*", default=[], help="datasets on which ALS does not run")
     ap.add_argument("--json", type=Path, default=None, help="save the records and exponents here")
+    ap.add_argument(
+        "--table-from", nargs="+", type=Path, default=None, help="print the table of saved --json files and stop"
+    )
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.table_from:  # runs made separately, one table (a later file's record replaces an earlier one's)
+        merged = {r["dataset"]: r for f in args.table_from for r in json.loads(f.read_text("utf-8"))["records"]}
+        print_table(sorted(merged.values(), key=lambda r: r.get("interactions", 0)))
+        return
     args.store_root = args.store_root.resolve()
     args.store_root.mkdir(parents=True, exist_ok=True)
     if args.child is not None:  # one dataset, in this process
