@@ -348,7 +348,7 @@ def print_table(records: list[dict[str, Any]]) -> dict[str, dict[str, float | No
             f"{_f(g('graph_s'))} | {_f(g('epoch_s'))} | {fit} | {_f(g('evaluate_s'), '.2f')} | "
             f"{_f(g('write_back_s'))} | {_f(g('rec_p50_ms'), '.2f')} / {_f(g('rec_p99_ms'), '.2f')} | "
             f"{_f(g('build_rss_gb'), '.2f')} / {_f(g('peak_rss_gb'), '.2f')} | {_f(g('test_ndcg'), '.4f')} / {_f(g('als_test_ndcg'), '.4f')} "
-            f"({g('test_users', g('als_test_users'))}) | {_f(g('als_fit_s'), '.2f')} | {_f(ratio)}x |"
+            f"({g('test_users', g('als_test_users', '-'))}) | {_f(g('als_fit_s'), '.2f')} | {_f(ratio)}x |"
         )
     ok = [r for r in records if "error" not in r]
     family = [r for r in ok if r["dataset"] == SYNTH_SOURCE or synth_size(r["dataset"]) is not None]
