@@ -60,6 +60,35 @@ def _ready(store: Path, dataset: Path, model: str, rebuild: bool) -> None:
             print(f"fitted {model} (1 epoch) in {time.perf_counter() - t0:.1f} s")
 
 
+def sample_calls(engine: Engine, calls: int, seed: int = 0) -> list[tuple[str, str]]:
+    """``calls`` random (user id, scene id) pairs (seed ``seed``) over the engine's users and the scenes its model
+    has items of."""
+    users = np.asarray(engine.idmap.ids("user"), dtype=object)
+    scenes = engine.ranker._written_scenes(engine.model, None)
+    rng = np.random.default_rng(seed)
+    pick_users, pick_scenes = rng.integers(len(users), size=calls), rng.integers(len(scenes), size=calls)
+    return [(str(users[u]), scenes[s]) for u, s in zip(pick_users, pick_scenes, strict=True)]
+
+
+def time_recommend(
+    engine: Engine, calls: list[tuple[str, str]], k: int, warmup: int = 100, profiler: cProfile.Profile | None = None
+) -> list[float]:
+    """Seconds of each ``engine.recommend(user, scene, k)`` of ``calls``, one at a time, after ``warmup`` untimed
+    calls (the first ones of ``calls``); ``profiler`` is enabled around each timed call."""
+    for user, scene in calls[:warmup]:
+        engine.recommend(user, scene, k=k)
+    out: list[float] = []
+    for user, scene in calls:
+        if profiler is not None:
+            profiler.enable()
+        t = time.perf_counter()
+        engine.recommend(user, scene, k=k)
+        out.append(time.perf_counter() - t)
+        if profiler is not None:
+            profiler.disable()
+    return out
+
+
 def _row(name: str, seconds: list[float], per: str = "call") -> str:
     ms = np.asarray(seconds) * 1000
     p50, p95, p99 = (np.percentile(ms, q) for q in (50, 95, 99))
@@ -93,25 +122,9 @@ def main() -> None:
         users = np.asarray(engine.idmap.ids("user"), dtype=object)
         scenes = engine.ranker._written_scenes(trained, None)
         print(f"{len(users)} users, {engine.idmap.size('item')} items, scenes {scenes}")
-        rng = np.random.default_rng(0)
-        calls = [
-            (str(users[u]), scenes[s])
-            for u, s in zip(
-                rng.integers(len(users), size=args.calls), rng.integers(len(scenes), size=args.calls), strict=True
-            )
-        ]
-        for user, scene in calls[:100]:  # warm-up
-            engine.recommend(user, scene, k=args.k)
-        one: list[float] = []
+        calls = sample_calls(engine, args.calls)
         profiler = cProfile.Profile() if args.profile else None
-        for user, scene in calls:
-            if profiler is not None:
-                profiler.enable()
-            t = time.perf_counter()
-            engine.recommend(user, scene, k=args.k)
-            one.append(time.perf_counter() - t)
-            if profiler is not None:
-                profiler.disable()
+        one = time_recommend(engine, calls, args.k, profiler=profiler)
         if profiler is not None:
             pstats.Stats(profiler).sort_stats("cumulative").print_stats(args.profile)
 

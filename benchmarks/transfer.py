@@ -54,7 +54,7 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -236,39 +236,19 @@ def run_pop(g: Graph, split: Split, candidates: np.ndarray, seed: int) -> dict[s
 
 
 def run_als(g: Graph, split: Split, candidates: np.ndarray, seed: int, joint: bool, threads: int) -> dict[str, Any]:
-    """implicit's ALS, factors / regularization / alpha chosen by validation NDCG@10."""
-    try:
-        import scipy.sparse as sp
-        from implicit.als import AlternatingLeastSquares
-    except ImportError:
-        return {"skipped": "implicit is not installed (pip install implicit)"}
+    """implicit's ALS, factors / regularization / alpha chosen by validation NDCG@10 (:func:`peers.als_options`)."""
+    from peers import ALS_GRID, als_available, als_options
+
+    missing = als_available()
+    if missing is not None:
+        return {"skipped": missing}
     train = split.train if joint else restrict(split.train, candidates)
-    matrix = sp.csr_matrix((np.ones(train.nnz, dtype=np.float32), train.indices, train.indptr), shape=train.shape)
     t0 = time.perf_counter()
-
-    def options() -> Iterator[tuple[dict[str, Any], ScoreFn]]:
-        for factors in (64, 128):
-            for reg in (0.01, 0.1, 1.0):
-                for alpha in (1.0, 10.0, 40.0):
-                    model = AlternatingLeastSquares(
-                        factors=factors,
-                        regularization=reg,
-                        alpha=alpha,
-                        iterations=15,
-                        random_state=seed,
-                        num_threads=threads,
-                        calculate_training_loss=False,
-                    )
-                    model.fit(matrix, show_progress=False)
-                    uf = torch.from_numpy(np.asarray(model.user_factors))
-                    itf = torch.from_numpy(np.asarray(model.item_factors))
-
-                    def score(u: torch.Tensor, uf: torch.Tensor = uf, itf: torch.Tensor = itf) -> torch.Tensor:
-                        return uf[u] @ itf.t()
-
-                    yield {"factors": factors, "regularization": reg, "alpha": alpha}, score
-
-    return {**pick_on_valid(options(), split, candidates), "seconds": (time.perf_counter() - t0) / 18}
+    options = als_options(train, seed=seed, threads=threads)
+    best = pick_on_valid(options, split, candidates)
+    best["params"] = {k: v for k, v in best["params"].items() if k != "seconds"}
+    n_fits = int(np.prod([len(v) for v in ALS_GRID.values()]))
+    return {**best, "seconds": (time.perf_counter() - t0) / n_fits}
 
 
 def run_itemknn(g: Graph, split: Split, candidates: np.ndarray, joint: bool) -> dict[str, Any]:

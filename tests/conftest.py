@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -103,15 +104,26 @@ def amazon_urllm(real_dataset: RealDataset) -> Path:
     return real_dataset("amazon_art_office_urllm", *(f"splits_llm/{name}" for name in files))
 
 
-def _bolt_server_module() -> ModuleType:
-    # The tests run with --import-mode=importlib, so the helper next to this file is loaded by path.
-    spec = importlib.util.spec_from_file_location(
-        "scenerec_tests_bolt_server", Path(__file__).with_name("bolt_server.py")
-    )
+def load_by_path(name: str, path: Path) -> ModuleType:
+    """The module file ``path`` loaded as ``name`` and registered in ``sys.modules`` (dataclasses look their module
+    up there). The tests run with --import-mode=importlib, so helpers beside them and the benchmark scripts are
+    loaded by path."""
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="session")
+def benchmark_module() -> Callable[[str], ModuleType]:
+    """Loads ``benchmarks/<name>.py`` (a script, not a package module) as ``bench_<name>``."""
+    return lambda name: load_by_path(f"bench_{name}", REPO / "benchmarks" / f"{name}.py")
+
+
+def _bolt_server_module() -> ModuleType:
+    return load_by_path("scenerec_tests_bolt_server", Path(__file__).with_name("bolt_server.py"))
 
 
 def _real_neo4j() -> bool:

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -13,17 +9,10 @@ import torch
 from scenerec.gnn.evaluate import CSR
 from scenerec.ids import IdMap
 
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "transfer.py"
-
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_transfer", _PATH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_transfer"] = module
-    spec.loader.exec_module(module)
-    return module
+def bench(benchmark_module):
+    return benchmark_module("transfer")
 
 
 def _graph(bench):
