@@ -41,7 +41,7 @@ def _time_steps(epoch: RowEpoch, steps: int, repeats: int) -> float:
     users, groups = epoch.row_user, epoch.row_group
     per_repeat = []
     generator = torch.Generator().manual_seed(0)
-    batch = epoch.config.batch_size
+    batch = epoch.rows_per_step()
     for r in range(repeats + 1):
         epoch.row_user, epoch.row_group = users[: batch * (steps if r else 1)], groups[: batch * (steps if r else 1)]
         t0 = time.perf_counter()
@@ -92,10 +92,10 @@ def main() -> None:
         optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
         cls = SoftmaxEpoch if loss == "softmax" else SampledSoftmaxEpoch
         epoch = cls(model, train, inputs.item_scene, cfg, optimizer, torch.device("cpu"))
-        steps_per_epoch = -(-len(epoch.row_user) // cfg.batch_size)
+        steps_per_epoch = -(-len(epoch.row_user) // epoch.rows_per_step())
         per_step = _time_steps(epoch, min(args.steps, steps_per_epoch), args.repeats)
         epochs[loss] = per_step * steps_per_epoch
-        print(f"{loss:<17}{cfg.batch_size:>10}{steps_per_epoch:>13}{per_step:>9.3f}{epochs[loss]:>11.1f}")
+        print(f"{loss:<17}{epoch.rows_per_step():>10}{steps_per_epoch:>13}{per_step:>9.3f}{epochs[loss]:>11.1f}")
     if len(epochs) == 2 and "softmax" in epochs and "sampled_softmax" in epochs:
         print(f"epoch time, full / sampled: {epochs['softmax'] / epochs['sampled_softmax']:.1f}x")
     if scene is not None:

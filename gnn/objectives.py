@@ -227,6 +227,10 @@ class RowEpoch(Epoch):
         training pairs it sums over."""
         raise NotImplementedError
 
+    def rows_per_step(self) -> int:
+        """Rows a step: ``config.batch_size``."""
+        return self.config.batch_size
+
     def by_group(
         self, users: np.ndarray, groups: np.ndarray
     ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor, np.ndarray]]:
@@ -240,11 +244,12 @@ class RowEpoch(Epoch):
             yield int(g), torch.from_numpy(rows).to(self.device), local_t, cols[keep]
 
     def __call__(self, generator: torch.Generator) -> float:
-        cfg, model = self.config, self.model
+        model = self.model
         order = torch.randperm(len(self.row_user), generator=generator).numpy()
         total, count = 0.0, 0
-        for start in range(0, len(order), cfg.batch_size):
-            idx = order[start : start + cfg.batch_size]
+        step = self.rows_per_step()
+        for start in range(0, len(order), step):
+            idx = order[start : start + step]
             users, groups = self.row_user[idx], self.row_group[idx]
             user_emb, item_emb = model()
             loss, n_pos = self.loss(user_emb, item_emb, users, groups, generator)
@@ -303,6 +308,11 @@ class SampledSoftmaxEpoch(RowEpoch):
 
     #: Share of the negatives drawn by popularity (the rest uniformly within the scene).
     POPULARITY_MIX = 0.5
+
+    def rows_per_step(self) -> int:
+        """``config.batch_size``, raised so that an epoch takes at most ``config.max_steps`` steps."""
+        bound = self.config.max_steps
+        return max(self.config.batch_size, -(-len(self.row_user) // bound) if bound else 0)
 
     def setup(self, item_scene: np.ndarray | None) -> None:
         groups = self.rows_of(item_scene)

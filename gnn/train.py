@@ -66,7 +66,10 @@ class TrainConfig:
     The objectives are in :mod:`scenerec.gnn.objectives`.
     ``softmax_batch_size``: ``batch_size`` for the full softmax when ``loss="auto"`` picks it (None: ``batch_size``);
     ``sampled_patience``: ``patience`` when ``loss="auto"`` picks the sampled softmax (None: ``patience``): its epochs
-    are many more optimiser steps over a larger catalogue, so fewer of them without improvement mean more.
+    are many more optimiser steps over a larger catalogue, so fewer of them without improvement mean more;
+    ``max_steps``: the sampled softmax takes at most this many steps an epoch, growing its batch past ``batch_size``
+    where needed (None: no bound): each step runs the model's forward pass over the whole graph, so a bounded number of
+    steps keeps an epoch linear in the interactions.
     ``eval_users``: early stopping evaluates a fixed random sample of at most this many validation users (None: all);
     the best state is then evaluated on every validation user for :attr:`FitResult.best_valid`.
     """
@@ -86,6 +89,7 @@ class TrainConfig:
     negatives: int = 1024
     softmax_batch_size: int | None = None
     sampled_patience: int | None = None
+    max_steps: int | None = None
     eval_users: int | None = None
 
     def __post_init__(self) -> None:
@@ -101,6 +105,7 @@ class TrainConfig:
             or self.negatives < 1
             or (self.softmax_batch_size is not None and self.softmax_batch_size < 1)
             or (self.sampled_patience is not None and self.sampled_patience < 1)
+            or (self.max_steps is not None and self.max_steps < 1)
             or (self.eval_users is not None and self.eval_users < 1)
         ):
             raise ValueError(f"invalid TrainConfig: {self}")

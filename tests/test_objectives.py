@@ -79,6 +79,23 @@ def test_sampled_negatives_stay_in_the_positive_scene() -> None:
     assert epoch.log_q[5] > epoch.log_q[6]  # item 5 was trained on, item 6 not: same scene, higher q
 
 
+def test_sampled_steps_are_bounded() -> None:
+    """``max_steps`` grows the batch of the sampled softmax so that an epoch takes at most that many steps."""
+    n_users, n_items = 500, 30
+    rows = np.repeat(np.arange(n_users), 2)
+    train = CSR.from_pairs(rows, np.tile([1, 7], n_users), (n_users, n_items))
+    model = BPRMF(n_users, n_items, dim=4)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for bound, expected in ((None, 64), (100, 64), (4, 125)):
+        cfg = TrainConfig(loss="sampled_softmax", batch_size=64, negatives=8, max_steps=bound)
+        epoch = SampledSoftmaxEpoch(model, train, None, cfg, optimizer, torch.device("cpu"))
+        assert epoch.rows_per_step() == expected
+    epoch(torch.Generator().manual_seed(0))
+    assert int(optimizer.state[model.user_embedding.weight]["step"]) == 4  # Adam's count: 500 rows, 125 a step
+    with pytest.raises(ValueError):
+        TrainConfig(max_steps=0)
+
+
 def test_loss_auto_picks_by_size() -> None:
     small = CSR.from_pairs(np.array([0, 1]), np.array([0, 1]), (2, 10))
     cfg = TrainConfig(loss="auto", batch_size=8192, softmax_batch_size=256, patience=20, sampled_patience=5)
