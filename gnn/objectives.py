@@ -227,6 +227,11 @@ class RowEpoch(Epoch):
         training pairs it sums over."""
         raise NotImplementedError
 
+    def row_positives(self, users: np.ndarray, groups: np.ndarray) -> np.ndarray:
+        """The training items of the rows (``users``, ``groups``) that lie in the row's group."""
+        local, cols = self.train.select(users)
+        return cols[self.group_of[cols] == groups[local]]
+
     def rows_per_step(self) -> int:
         """Rows a step: ``config.batch_size``."""
         return self.config.batch_size
@@ -253,8 +258,9 @@ class RowEpoch(Epoch):
             users, groups = self.row_user[idx], self.row_group[idx]
             user_emb, item_emb = model()
             loss, n_pos = self.loss(user_emb, item_emb, users, groups, generator)
-            local, cols = self.train.select(users)
-            total += self.step(loss / max(n_pos, 1), users, cols[self.group_of[cols] == groups[local]]) * n_pos
+            # the batch's positives only feed the weight decay: not selected again without it
+            positives = self.row_positives(users, groups) if self.config.weight_decay else np.zeros(0, np.int64)
+            total += self.step(loss / max(n_pos, 1), users, positives) * n_pos
             count += n_pos
         return total / max(count, 1)
 
