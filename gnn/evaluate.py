@@ -16,7 +16,16 @@ import torch
 from scenerec.gnn.data import CSR, Interactions
 from scenerec.gnn.metrics import summarize
 
-__all__ = ["CSR", "Interactions", "ScoreFn", "evaluate_scores"]  # CSR and Interactions live in scenerec.gnn.data
+__all__ = [
+    "BLOCK_CELLS",
+    "CSR",
+    "Interactions",
+    "ScoreFn",
+    "evaluate_scores",
+]  # CSR and Interactions live in scenerec.gnn.data
+
+#: Scores one block of users may hold (:func:`evaluate_scores`): 2^26 float32, 256 MB; 1,024 users up to 65k items.
+BLOCK_CELLS = 1 << 26
 
 #: ``score_fn(users)``: ``users`` a LongTensor of shape (batch,) -> scores of shape (batch, n_items), any device.
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
@@ -31,6 +40,7 @@ def evaluate_scores(
     ks: Sequence[int] = (10, 20),
     candidate_items: np.ndarray | Sequence[int] | None = None,
     batch_users: int = 1024,
+    block_cells: int = BLOCK_CELLS,
 ) -> dict[str, float]:
     """Full-ranking top-K metrics (``"recall@10"``, ``"ndcg@10"``, ... as :func:`~scenerec.gnn.metrics.summarize`).
 
@@ -42,7 +52,9 @@ def evaluate_scores(
     * The user's train items and ``exclude`` items (e.g. the valid items when testing) are masked to ``-inf``.
     * Users with no (candidate) test item are skipped; the rest are averaged with equal weight.
 
-    Ties are broken by ``torch.topk``, as RecBole does.
+    Ties are broken by ``torch.topk``, as RecBole does. Users are scored ``batch_users`` at a time, fewer when
+    ``batch x n_items`` would pass ``block_cells`` (so that a block's scores stay within ~4 bytes x ``block_cells``
+    however many items there are).
     """
     n_users, n_items = test.shape
     if train.shape != test.shape:
@@ -74,6 +86,7 @@ def evaluate_scores(
     k_eff = min(max_k, n_cols)
     cand_t: torch.Tensor | None = None
 
+    batch_users = max(1, min(batch_users, block_cells // max(n_items, 1)))
     all_hits = np.zeros((len(users), max_k), dtype=bool)
     for start in range(0, len(users), batch_users):
         batch = users[start : start + batch_users]

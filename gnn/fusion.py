@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from scenerec.gnn.data import CSR, GraphInputs
-from scenerec.gnn.evaluate import evaluate_scores
+from scenerec.gnn.evaluate import BLOCK_CELLS, evaluate_scores
 from scenerec.gnn.models import ModelWrapper, Recommender, deepcopy_with_sparse
 
 __all__ = [
@@ -236,6 +236,14 @@ class ItemItem(torch.nn.Module):
         # (B^T x^T)^T: sparse CSR @ dense is the fast direction.
         return (self.transposed() @ x.t()).t()
 
+    def rows_scores(self, local: np.ndarray, cols: np.ndarray, b: int) -> Tensor:
+        """``x @ B`` (b, I) float32 for the 0/1 user rows ``x`` given by their ones (row ``local``, column ``cols``),
+        as :meth:`scores` of the dense rows, but from a sparse product with the history's rows of ``B`` only: its
+        cost is the histories' neighbours, not ``nnz(B) x b``, and no dense (b, I) input is made."""
+        if self.nnz == 0:
+            return torch.zeros(b, self.num_items)
+        return torch.from_numpy(np.asarray(self.product(local, cols, b).toarray(), dtype=np.float32))
+
     def columns(self, local: np.ndarray, cols: np.ndarray, b: int, items: np.ndarray) -> np.ndarray:
         """``(x @ B)[:, items]`` (b, n) float32 for the 0/1 user rows ``x`` given by their ones (row ``local``,
         column ``cols``): a sparse product with the history's rows of ``B`` only (for a few ``items``, its columns
@@ -333,6 +341,17 @@ class ItemItemFusion(ModelWrapper):
         self.fusion.zero_()
 
     # ------------------------------------------------------------------ scoring
+    def channel_scores(self, users: Tensor) -> Tensor:
+        """The channel alone, ``x_u @ B`` (b, I) float32 on the CPU, for the training rows of ``users`` (b,)
+        (:meth:`ItemItem.rows_scores`: a sparse product, no dense (b, I) input)."""
+        local, cols = self._train.select(users.cpu().numpy())
+        return self.channel.rows_scores(local, cols, users.numel())
+
+    def _fused_term(self, scores: Tensor) -> Tensor:
+        """``lambda_{scene(i)} * scores[:, i]``: the channel's scores (b, I) weighted per item scene."""
+        weight = torch.where(self.item_scene_t >= 0, self.fusion[self.item_scene_t.clamp_min(0)], self.fusion[0])
+        return scores * weight.to(scores).unsqueeze(0)
+
     def train_rows(self, users: Tensor, device: torch.device | None = None) -> Tensor:
         """Dense 0/1 rows (b, I) of the training items of ``users`` (b,): the channel's input."""
         device = device or users.device
@@ -341,12 +360,13 @@ class ItemItemFusion(ModelWrapper):
         x[torch.from_numpy(local).to(device), torch.from_numpy(cols).to(device)] = 1.0
         return x
 
-    def _history_rows(self, histories: Sequence[Tensor], device: torch.device) -> Tensor:
-        x = torch.zeros(len(histories), self.num_items, device=device)
-        for j, items in enumerate(histories):
-            if items.numel():
-                x[j, items.to(device).long()] = 1.0
-        return x
+    @staticmethod
+    def _history_pairs(histories: Sequence[Tensor]) -> tuple[np.ndarray, np.ndarray]:
+        """The ones of the 0/1 rows of ``histories`` (item index tensors) as (row, item) arrays."""
+        lengths = [int(h.numel()) for h in histories]
+        local = np.repeat(np.arange(len(histories), dtype=np.int64), lengths)
+        cols = torch.cat([h.cpu().long() for h in histories]).numpy() if histories else np.zeros(0, np.int64)
+        return local, cols
 
     @property
     def active(self) -> bool:
@@ -357,8 +377,7 @@ class ItemItemFusion(ModelWrapper):
         """The fused item-item term ``lambda_{scene(i)} * (x @ B)[:, i]`` for dense history rows ``x`` (b, I)."""
         if not self.active:
             return x.new_zeros(x.shape)
-        weight = torch.where(self.item_scene_t >= 0, self.fusion[self.item_scene_t.clamp_min(0)], self.fusion[0])
-        return self.channel.scores(x) * weight.unsqueeze(0)
+        return self._fused_term(self.channel.scores(x))
 
     def score(self, users: Tensor, user_emb: Tensor | None = None, item_emb: Tensor | None = None) -> Tensor:
         """The base model's scores (b, I) plus the fused item-item term of the users' training rows."""
@@ -367,7 +386,7 @@ class ItemItemFusion(ModelWrapper):
         base = self.base.score(users, user_emb, item_emb)
         if not self.active:
             return base
-        return base + self.item_item_scores(self.train_rows(users, base.device))
+        return base + self._fused_term(self.channel_scores(users).to(base.device))
 
     def score_items(
         self, users: Tensor, items: Tensor, user_emb: Tensor, item_emb: Tensor, items_emb: Tensor | None = None
@@ -396,10 +415,7 @@ class ItemItemFusion(ModelWrapper):
         """:meth:`extra_candidates` of new users given by their histories (the rows of :meth:`score_histories`)."""
         if not self.active:
             return None
-        lengths = [int(h.numel()) for h in histories]
-        local = np.repeat(np.arange(len(histories), dtype=np.int64), lengths)
-        cols = torch.cat([h.cpu().long() for h in histories]).numpy() if histories else np.zeros(0, np.int64)
-        return self._reached(local, cols, len(histories))
+        return self._reached(*self._history_pairs(histories), len(histories))
 
     def _reached(self, local: np.ndarray, cols: np.ndarray, b: int) -> tuple[np.ndarray, np.ndarray]:
         """(row, item) pairs of the stored entries of ``x @ B`` (rows given by their ones ``local``, ``cols``) whose
@@ -416,7 +432,8 @@ class ItemItemFusion(ModelWrapper):
         base = self.base.score_histories(histories, user_emb, item_emb)
         if not self.active or not len(histories):
             return base
-        return base + self.item_item_scores(self._history_rows(histories, base.device))
+        term = self.channel.rows_scores(*self._history_pairs(histories), len(histories))
+        return base + self._fused_term(term.to(base.device))
 
     def __deepcopy__(self, memo: dict[int, Any]) -> ItemItemFusion:
         """A deep copy (sparse CSR tensors cannot be deep-copied by ``copy.deepcopy`` itself)."""
@@ -478,7 +495,8 @@ class _SceneScores:
         self.base = self._collect(base_fn) if self.cached else None
         self.channel: torch.Tensor | None = None
 
-    def _collect(self, score_fn: Callable[[torch.Tensor], torch.Tensor], batch: int = 1024) -> torch.Tensor:
+    def _collect(self, score_fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        batch = max(1, min(1024, BLOCK_CELLS // max(self.n_items, 1)))  # (batch, n_items) blocks as evaluate_scores
         parts = [torch.zeros(0, len(self.items))]
         for start in range(0, len(self.users), batch):
             u = torch.as_tensor(self.users[start : start + batch], dtype=torch.long)
@@ -592,7 +610,7 @@ def tune_item_item(
                 channel.fit_knn(train, scene, top_k=knn_top_k, alpha=pair[0], beta=pair[1])
 
                 def channel_fn(u: torch.Tensor) -> torch.Tensor:
-                    return channel.scores(model.train_rows(u.cpu()))
+                    return model.channel_scores(u)
 
                 for g in groups:
                     scores[g].set_channel(channel_fn)
@@ -629,9 +647,9 @@ def tune_item_item(
                 progress(step, len(regs) + 1)
             channel.fit(train, scene, reg, top_k=top_k, max_items=max_items, cache=fitted)
             for g in groups:
-                if g in channel.skipped_scenes:
-                    continue
-                value = scene_ndcg(lambda u: channel.scores(model.train_rows(u.cpu())), g)
+                if g in channel.skipped_scenes or (g in best_reg and g in channel.knn_scenes):
+                    continue  # no weights, or item kNN: the same weights whatever the reg
+                value = scene_ndcg(model.channel_scores, g)
                 if g not in best_reg or value > best_reg[g][1]:
                     best_reg[g] = (reg, value)
         report.skipped = sorted(set(groups) - set(best_reg))

@@ -64,6 +64,15 @@ def test_hand_case_masks_train_and_excluded_items() -> None:
         score_fn, TRAIN, TEST, exclude=VALID, ks=(1, 3)
     )
     assert torch.equal(SCORES, before)
+    # neither does a cap on a block's scores (6 items: one user a block under 11 cells)
+    seen: list[int] = []
+
+    def counted(users: torch.Tensor) -> torch.Tensor:
+        seen.append(len(users))
+        return SCORES[users]
+
+    capped = evaluate_scores(counted, TRAIN, TEST, exclude=VALID, ks=(1, 3), block_cells=11)
+    assert capped == evaluate_scores(score_fn, TRAIN, TEST, exclude=VALID, ks=(1, 3)) and seen == [1, 1, 1]
 
 
 def test_hand_case_candidate_items() -> None:

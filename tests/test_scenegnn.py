@@ -138,6 +138,13 @@ def test_item_item_channel_stays_within_a_scene_and_prunes() -> None:
     dense = torch.zeros(6, 6)
     dense[channel.rows, channel.cols] = channel.vals
     assert torch.allclose(channel.scores(x), x @ dense)
+    # the sparse form, from the rows' ones: the same scores without a dense input (a repeated one counts once)
+    sparse = channel.rows_scores(np.array([0, 0, 0, 1]), np.array([0, 3, 3, 5]), 2)
+    y = torch.zeros(2, 6)
+    y[0, [0, 3]] = 1.0
+    y[1, 5] = 1.0
+    assert sparse.shape == (2, 6) and sparse.dtype == torch.float32
+    assert torch.allclose(sparse, y @ dense)
     # scenes over max_items get the within-scene item-kNN cosine instead of EASE (no dense inverse, O(nnz) memory)
     channel.fit(inputs.train, SCENE, 1.0, max_items=2)
     assert channel.knn_scenes == [0, 1] and channel.skipped_scenes == []
@@ -316,7 +323,12 @@ def test_new_user_from_items_matches_hand_computation(ml_inputs: tuple[GraphInpu
         x[0, history] = 1.0
         channel = model.channel
         expected = user @ i.t() + 2.0 * channel.scores(x)[0]
+        # known users: the channel's term from their sparse training rows equals the dense product's
+        users = torch.tensor([0, 5, 7])
+        fused = model.score(users, u, i)
+        dense = model.base.score(users, u, i) + 2.0 * channel.scores(model.train_rows(users))
     assert torch.allclose(got, expected, atol=1e-5)
+    assert torch.allclose(fused, dense, atol=1e-5) and not torch.allclose(fused, model.base.score(users, u, i))
     assert math.isfinite(float(got.sum()))
 
 
