@@ -428,19 +428,18 @@ class Ranker:
         trained = engine.trainer.load()
         user_ids, item_ids = self._id_array("user"), self._id_array("item")
         users_all = np.asarray(users_all, dtype=np.int64)
-        parts: list[pd.DataFrame] = []
+        # the blocks' index arrays are joined first and turned into ids once: a small frame of string ids per block
+        # costs far more than its size (pandas' Arrow-backed strings: 11 GB of RSS for Food–Kitchen's 1M rows)
+        columns: tuple[list[np.ndarray], ...] = ([], [], [], [])
         for scene in scenes:
-            for users, items, scores, ranks in self._top_k_blocks(
-                trained, users_all, engine._scene_index(scene), k, batch_size
-            ):
-                parts.append(
-                    pd.DataFrame({"user": user_ids[users], "item": item_ids[items], "score": scores, "rank": ranks})
-                )
-        frame = (
-            pd.concat(parts, ignore_index=True)
-            if parts
-            else pd.DataFrame({"user": [], "item": [], "score": [], "rank": []})
+            for block in self._top_k_blocks(trained, users_all, engine._scene_index(scene), k, batch_size):
+                for column, values in zip(columns, block, strict=True):
+                    column.append(values)
+        users, items, scores, ranks = (
+            np.concatenate(c) if c else np.zeros(0, dtype)
+            for c, dtype in zip(columns, (np.int64, np.int64, np.float64, np.int64), strict=True)
         )
+        frame = pd.DataFrame({"user": user_ids[users], "item": item_ids[items], "score": scores, "rank": ranks})
         frame["model"] = trained.name
         return frame
 
