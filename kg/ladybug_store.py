@@ -132,24 +132,34 @@ class LadybugStore(GraphStore):
             self._execute(f"MATCH (:{src})-[r:{rel}]->(:{dst}) DELETE r")
         return n
 
+    #: Vectors set by one ``LOAD FROM`` statement (its own transaction) in :meth:`set_model_embeddings`: the time of
+    #: one statement grows faster than its rows (52k users: 18.5 s in one, 2.7 s in chunks of 5,000).
+    EMBEDDING_CHUNK = 5_000
+
     def _set_model_embeddings(self, label: str, ids: list[str], vectors: np.ndarray) -> int:
         # The column is dropped and added again with the new size (ALTER TABLE), leaving every node without a
-        # vector; then one LOAD FROM an Arrow table sets the given ones (far faster than UNWIND of parameters).
+        # vector; then LOAD FROM Arrow tables, EMBEDDING_CHUNK rows each, set the given ones (far faster than UNWIND
+        # of parameters). The statements commit one by one: a write-back or an update writes into a staged
+        # generation that goes live only when complete, so a failure part-way leaves nothing served half-written.
         dim = int(vectors.shape[1])
         self._execute(f"ALTER TABLE {label} DROP IF EXISTS {MODEL_EMBEDDING}")
         self._execute(f"ALTER TABLE {label} ADD {MODEL_EMBEDDING} FLOAT[{dim}]")
         if not ids:
             return 0
-        flat = pa.array(vectors.astype(np.float32).ravel(), type=pa.float32())
-        scan_rows = pa.table(
-            {"node_id": pa.array(ids, pa.string()), "vec": pa.FixedSizeListArray.from_arrays(flat, dim)}
-        )
-        df = self._load_from(
-            f"LOAD FROM scan_rows MATCH (n:{label}) WHERE n.id = node_id SET n.{MODEL_EMBEDDING} = vec "
-            "RETURN count(n) AS n",
-            scan_rows,
-        )
-        done = int(df["n"].iloc[0]) if len(df) else 0
+        vectors = vectors.astype(np.float32)
+        done = 0
+        for start in range(0, len(ids), self.EMBEDDING_CHUNK):
+            stop = start + self.EMBEDDING_CHUNK
+            flat = pa.array(vectors[start:stop].ravel(), type=pa.float32())
+            scan_rows = pa.table(
+                {"node_id": pa.array(ids[start:stop], pa.string()), "vec": pa.FixedSizeListArray.from_arrays(flat, dim)}
+            )
+            df = self._load_from(
+                f"LOAD FROM scan_rows MATCH (n:{label} {{id: node_id}}) SET n.{MODEL_EMBEDDING} = vec "
+                "RETURN count(n) AS n",
+                scan_rows,
+            )
+            done += int(df["n"].iloc[0]) if len(df) else 0
         if done != len(ids):
             raise StoreError(f"LadybugDB set {MODEL_EMBEDDING} on {done:,} of {len(ids):,} :{label} nodes")
         return done
