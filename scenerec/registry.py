@@ -89,7 +89,7 @@ def _bpr_config() -> TrainConfig:
 
 def _softmax_config() -> TrainConfig:
     """The in-scene softmax, full on small catalogues (256 rows a step) and sampled on large ones (2,048 rows and
-    1,024 negatives a scene a step, at most 32 steps an epoch, patience 5 epochs; :func:`scenerec.gnn.resolve_loss` picks by size); early
+    1,024 negatives a scene a step, at most 32 steps an epoch, patience 3 epochs; :func:`scenerec.gnn.resolve_loss` picks by size); early
     stopping on at most 2,000 validation users."""
     from scenerec.gnn import TrainConfig
 
@@ -101,7 +101,7 @@ def _softmax_config() -> TrainConfig:
         negatives=1024,
         weight_decay=0.0,
         patience=20,
-        sampled_patience=5,
+        sampled_patience=3,
         max_steps=32,
         eval_users=2000,
     )
