@@ -5,6 +5,7 @@ over to another machine).
     .venv/bin/python benchmarks/scale.py [--datasets ml100k ml1m food-kitchen synth3m synth10m]
         [--store-root /tmp/scenerec-bench/scale] [--max-epochs N] [--repeats 3] [--calls 1000] [--threads N]
         [--precision fp32|int8] [--als-grid light|full] [--build-only DATASET ...] [--no-als DATASET ...]
+        [--no-write-back DATASET ...]
         [--json OUT]
     .venv/bin/python benchmarks/scale.py --table-from OUT1.json OUT2.json ...
 
@@ -290,10 +291,11 @@ def run_one(name: str, args: argparse.Namespace) -> dict[str, Any]:
         rec["test_users"] = users
         rec["evaluate_rss_gb"] = peak_rss_gb()
 
-        t0 = time.perf_counter()
-        wb = engine.write_back(k=10)
-        rec["write_back_s"], rec["write_back_edges"] = time.perf_counter() - t0, wb["edges"]
-        rec["write_back_rss_gb"] = peak_rss_gb()
+        if name not in args.no_write_back:
+            t0 = time.perf_counter()
+            wb = engine.write_back(k=10)
+            rec["write_back_s"], rec["write_back_edges"] = time.perf_counter() - t0, wb["edges"]
+            rec["write_back_rss_gb"] = peak_rss_gb()
 
         calls = sample_calls(engine, args.calls)
         p50, p99 = [], []
@@ -386,6 +388,7 @@ def main() -> None:
         help="datasets on which only the build and ALS run (no fit, evaluate, write-back, recommend)",
     )
     ap.add_argument("--no-als", nargs="*", default=[], help="datasets on which ALS does not run")
+    ap.add_argument("--no-write-back", nargs="*", default=[], help="datasets on which the write-back does not run")
     ap.add_argument("--json", type=Path, default=None, help="save the records and exponents here")
     ap.add_argument(
         "--table-from", nargs="+", type=Path, default=None, help="print the table of saved --json files and stop"
