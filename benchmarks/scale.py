@@ -38,7 +38,8 @@ settings) did not change, so a rerun skips the rebuild and reports the timings o
 against the number of interactions: least squares on log-log over the sizes run, over all of them and over
 Food–Kitchen and its synthetic sizes (one shape). ``--json OUT`` saves it all; ``--table-from`` prints one table of
 runs saved separately. ``--build-only DATASET ...``: on those datasets only the build and ALS (on the splits
-``fit`` would use) run, for sizes at which the training loop is too slow to wait for.
+``fit`` would use) run, for sizes at which the training loop is too slow to wait for; ``--no-als DATASET ...`` and
+``--no-write-back DATASET ...`` leave out ALS or the write-back on those sizes (the table shows "-").
 """
 
 from __future__ import annotations
