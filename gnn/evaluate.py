@@ -21,11 +21,18 @@ __all__ = [
     "CSR",
     "Interactions",
     "ScoreFn",
+    "block_rows",
     "evaluate_scores",
 ]  # CSR and Interactions live in scenerec.gnn.data
 
 #: Scores one block of users may hold (:func:`evaluate_scores`): 2^26 float32, 256 MB; 1,024 users up to 65k items.
 BLOCK_CELLS = 1 << 26
+
+
+def block_rows(n_items: int, limit: int = 1024, block_cells: int = BLOCK_CELLS) -> int:
+    """Users a block of (users x ``n_items``) scores holds: ``limit``, fewer when that would pass ``block_cells``."""
+    return max(1, min(limit, block_cells // max(n_items, 1)))
+
 
 #: ``score_fn(users)``: ``users`` a LongTensor of shape (batch,) -> scores of shape (batch, n_items), any device.
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
@@ -86,7 +93,7 @@ def evaluate_scores(
     k_eff = min(max_k, n_cols)
     cand_t: torch.Tensor | None = None
 
-    batch_users = max(1, min(batch_users, block_cells // max(n_items, 1)))
+    batch_users = block_rows(n_items, batch_users, block_cells)
     all_hits = np.zeros((len(users), max_k), dtype=bool)
     for start in range(0, len(users), batch_users):
         batch = users[start : start + batch_users]

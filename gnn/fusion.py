@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from scenerec.gnn.data import CSR, GraphInputs
-from scenerec.gnn.evaluate import BLOCK_CELLS, evaluate_scores
+from scenerec.gnn.evaluate import block_rows, evaluate_scores
 from scenerec.gnn.models import ModelWrapper, Recommender, deepcopy_with_sparse
 
 __all__ = [
@@ -347,10 +347,15 @@ class ItemItemFusion(ModelWrapper):
         local, cols = self._train.select(users.cpu().numpy())
         return self.channel.rows_scores(local, cols, users.numel())
 
-    def _fused_term(self, scores: Tensor) -> Tensor:
-        """``lambda_{scene(i)} * scores[:, i]``: the channel's scores (b, I) weighted per item scene."""
-        weight = torch.where(self.item_scene_t >= 0, self.fusion[self.item_scene_t.clamp_min(0)], self.fusion[0])
-        return scores * weight.to(scores).unsqueeze(0)
+    def _item_weights(self, items: Tensor | None = None) -> Tensor:
+        """``lambda_{scene(i)}`` of every item (I,), or of ``items`` (n,); items without a scene read scene 0's."""
+        scene = self.item_scene_t if items is None else self.item_scene_t[items.to(self.item_scene_t.device)]
+        return torch.where(scene >= 0, self.fusion[scene.clamp_min(0)], self.fusion[0])
+
+    def _fused_term(self, scores: Tensor, items: Tensor | None = None) -> Tensor:
+        """``lambda_{scene(i)} * scores[:, i]``: the channel's scores (b, I), or (b, n) of ``items``, weighted per
+        item scene."""
+        return scores * self._item_weights(items).to(scores).unsqueeze(0)
 
     def train_rows(self, users: Tensor, device: torch.device | None = None) -> Tensor:
         """Dense 0/1 rows (b, I) of the training items of ``users`` (b,): the channel's input."""
@@ -399,9 +404,7 @@ class ItemItemFusion(ModelWrapper):
         local, cols = self._train.select(users.cpu().numpy())
         cols_of = items.cpu().numpy()
         term = torch.from_numpy(self.channel.columns(local, cols, users.numel(), cols_of)).to(base)
-        scene = self.item_scene_t[items.to(self.item_scene_t.device)]
-        weight = torch.where(scene >= 0, self.fusion[scene.clamp_min(0)], self.fusion[0])
-        return base + term * weight.to(base).unsqueeze(0)
+        return base + self._fused_term(term, items)
 
     def extra_candidates(self, users: Tensor) -> tuple[np.ndarray, np.ndarray] | None:
         """The items the item-item term scores for ``users`` (b,): those the training rows reach through ``B`` in
@@ -422,9 +425,7 @@ class ItemItemFusion(ModelWrapper):
         item's scene has a non-zero fusion weight."""
         reached = self.channel.product(local, cols, b).tocoo()
         rows, items = reached.row.astype(np.int64), reached.col.astype(np.int64)
-        scene = self.item_scene_t.cpu().numpy()[items]
-        weights = self.fusion.cpu().numpy()
-        keep = weights[np.maximum(scene, 0)] != 0
+        keep = (self._item_weights(torch.from_numpy(items)) != 0).cpu().numpy()
         return rows[keep], items[keep]
 
     def score_histories(self, histories: Sequence[Tensor], user_emb: Tensor, item_emb: Tensor) -> Tensor:
@@ -496,7 +497,7 @@ class _SceneScores:
         self.channel: torch.Tensor | None = None
 
     def _collect(self, score_fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-        batch = max(1, min(1024, BLOCK_CELLS // max(self.n_items, 1)))  # (batch, n_items) blocks as evaluate_scores
+        batch = block_rows(self.n_items)  # (batch, n_items) blocks, as evaluate_scores scores them
         parts = [torch.zeros(0, len(self.items))]
         for start in range(0, len(self.users), batch):
             u = torch.as_tensor(self.users[start : start + batch], dtype=torch.long)

@@ -430,14 +430,14 @@ class Ranker:
         users_all = np.asarray(users_all, dtype=np.int64)
         # the blocks' index arrays are joined first and turned into ids once: a small frame of string ids per block
         # costs far more than its size (pandas' Arrow-backed strings: 11 GB of RSS for Food–Kitchen's 1M rows)
-        columns: tuple[list[np.ndarray], ...] = ([], [], [], [])
-        for scene in scenes:
-            for block in self._top_k_blocks(trained, users_all, engine._scene_index(scene), k, batch_size):
-                for column, values in zip(columns, block, strict=True):
-                    column.append(values)
+        blocks = [
+            block
+            for scene in scenes
+            for block in self._top_k_blocks(trained, users_all, engine._scene_index(scene), k, batch_size)
+        ]
+        empty = np.zeros(0, dtype=np.int64)
         users, items, scores, ranks = (
-            np.concatenate(c) if c else np.zeros(0, dtype)
-            for c, dtype in zip(columns, (np.int64, np.int64, np.float64, np.int64), strict=True)
+            (np.concatenate(c) for c in zip(*blocks, strict=True)) if blocks else (empty, empty, np.zeros(0), empty)
         )
         frame = pd.DataFrame({"user": user_ids[users], "item": item_ids[items], "score": scores, "rank": ranks})
         frame["model"] = trained.name
